@@ -1,0 +1,117 @@
+"""Pure-ASGI middleware: the request id and response headers, and the routing rules of
+contract 1.1 and 2.5 that starlette's router would otherwise answer differently."""
+import contextvars
+import re
+
+from ksuid import Ksuid
+from starlette.datastructures import MutableHeaders
+
+from handlers.errors import method_not_allowed, not_found
+
+REQUEST_ID = contextvars.ContextVar("request_id", default="-")
+VALID_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,63}")
+RUNTIME_KEY = "octopus.runtime"
+
+
+def request_id_from(headers):
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if VALID_REQUEST_ID.fullmatch(text) else str(Ksuid())
+    return str(Ksuid())
+
+
+class RequestContext:
+    """Outermost: every response, errors included, carries X-Request-Id (and no-store on /auth/).
+
+    It also hands the app's runtime (settings, token codec) to everything below it.
+    """
+
+    def __init__(self, app, runtime):
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = request_id_from(scope["headers"])
+        scope[RUNTIME_KEY] = self.runtime
+        no_store = scope["path"].startswith("/auth/")
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+DIGITS = re.compile(r"[0-9]+")
+
+
+class Route:
+    def __init__(self, template, methods):
+        self.pattern = re.compile("^" + re.sub(r"\{[^}/]+\}", "([^/]+)", template) + "$")
+        documented = {method.upper() for method in methods}
+        if "GET" in documented:
+            documented.add("HEAD")
+        self.methods = frozenset(documented)
+        self.allow = ", ".join(method for method in METHOD_ORDER if method in documented)
+
+
+class RouteGuard:
+    """Before routing, for the paths of the OpenAPI document:
+
+    - a trailing slash is another, unknown path (404, where starlette would redirect);
+    - an undocumented method is 405 with an `Allow` naming every method of the path;
+    - a path id that is not all digits still routes (as 0, which the schema rejects), so the
+      caller is authenticated before hearing `Invalid <thing> ID` (contract 1.10).
+    """
+
+    def __init__(self, app, paths):
+        self.app = app
+        self.routes = [
+            Route(template, [m for m in item if m.upper() in METHOD_ORDER]) for template, item in paths.items()
+        ]
+
+    def match(self, path):
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found:
+                return route, found
+        return None, None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route, found = self.match(path)
+        if route is None:
+            if path != "/" and path.endswith("/") and self.match(path.rstrip("/"))[0]:
+                raise not_found("Route not found")
+            return await self.app(scope, receive, send)
+        if scope["method"] not in route.methods:
+            raise method_not_allowed(route.allow)
+        ids = found.groups()
+        if not all(DIGITS.fullmatch(segment) for segment in ids):
+            scope = dict(scope, path=self.with_zero_ids(path, found))
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def with_zero_ids(path, found):
+        pieces, last = [], 0
+        for index, segment in enumerate(found.groups(), start=1):
+            start, end = found.span(index)
+            pieces.append(path[last:start])
+            pieces.append(segment if DIGITS.fullmatch(segment) else "0")
+            last = end
+        pieces.append(path[last:])
+        return "".join(pieces)

@@ -1,0 +1,23 @@
+"""Persistence: peewee models bound to one database chosen by URL at start-up."""
+from models.base import connect, db, migrate, write_txn
+from models.clients import Client, ClientFeature, ClientIpAllow, FEATURES
+from models.reference import Category, Country, Currency, Subcategory
+from models.tokens import Token, TokenFamily, TokenState
+
+__all__ = [
+    "FEATURES",
+    "Category",
+    "Client",
+    "ClientFeature",
+    "ClientIpAllow",
+    "Country",
+    "Currency",
+    "Subcategory",
+    "Token",
+    "TokenFamily",
+    "TokenState",
+    "connect",
+    "db",
+    "migrate",
+    "write_txn",
+]

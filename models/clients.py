@@ -1,0 +1,132 @@
+"""API clients: credentials, features and IP allowlists (contract 3.1, 3.7, 13.1)."""
+import hashlib
+import hmac
+import secrets
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+)
+
+from models.base import BaseModel, db, utcnow
+from models.reference import Currency
+
+FEATURES = ("vouchers", "topups", "esim")
+
+API_KEY_PREFIX = "ock_"
+
+
+def hash_secret(pepper, secret):
+    """Keyed hash of a server-generated secret: HMAC-SHA256 with the pepper as key."""
+    return hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def new_secret():
+    """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+class Client(BaseModel):
+    name = CharField()
+    api_key = CharField(unique=True)
+    secret_hash = CharField()
+    is_active = BooleanField(default=True)
+    default_currency = ForeignKeyField(Currency, null=True, on_delete="SET NULL")
+    bulk_limit = IntegerField(default=100)
+    created_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def provision(cls, pepper, name, networks=(), features=()):
+        """Create a client; returns it with its secret, which is shown once and never stored."""
+        secret = new_secret()
+        with db.atomic():
+            client = cls.create(
+                name=name,
+                api_key=API_KEY_PREFIX + secrets.token_hex(16),
+                secret_hash=hash_secret(pepper, secret),
+            )
+            for network in networks:
+                client.allow_network(network)
+            for feature in features:
+                client.enable_feature(feature)
+        return client, secret
+
+    def rotate_secret(self, pepper):
+        secret = new_secret()
+        self.secret_hash = hash_secret(pepper, secret)
+        self.save(only=[Client.secret_hash])
+        return secret
+
+    @classmethod
+    def authenticate(cls, pepper, api_key, secret):
+        """The active client owning this key and secret, else None.
+
+        An unknown key or an inactive client costs the same hash and comparison as a known one.
+        """
+        client = cls.get_or_none(cls.api_key == api_key)
+        stored = client.secret_hash if client else DUMMY_HASH
+        matches = hmac.compare_digest(hash_secret(pepper, secret), stored)
+        if matches and client.is_active:
+            return client
+        return None
+
+    def set_active(self, active):
+        self.is_active = active
+        self.save(only=[Client.is_active])
+
+    def networks(self):
+        return [row.cidr for row in self.ip_allows.order_by(ClientIpAllow.id)]
+
+    def allow_network(self, network):
+        ClientIpAllow.insert(client=self, cidr=str(network)).on_conflict_ignore().execute()
+
+    def remove_network(self, network):
+        return (
+            ClientIpAllow.delete()
+            .where((ClientIpAllow.client == self) & (ClientIpAllow.cidr == str(network)))
+            .execute()
+        )
+
+    def features(self):
+        return sorted(row.feature for row in self.feature_rows)
+
+    def enable_feature(self, feature):
+        ClientFeature.insert(client=self, feature=feature).on_conflict_ignore().execute()
+
+    def disable_feature(self, feature):
+        return (
+            ClientFeature.delete()
+            .where((ClientFeature.client == self) & (ClientFeature.feature == feature))
+            .execute()
+        )
+
+    @classmethod
+    def has_feature(cls, client_id, feature):
+        return (
+            ClientFeature.select()
+            .where((ClientFeature.client == client_id) & (ClientFeature.feature == feature))
+            .exists()
+        )
+
+
+# Never equal to a real hash (not hex), so an unknown key can never match.
+DUMMY_HASH = "-" * 64
+
+
+class ClientFeature(BaseModel):
+    client = ForeignKeyField(Client, backref="feature_rows", on_delete="CASCADE")
+    feature = CharField()
+
+    class Meta:
+        indexes = ((("client", "feature"), True),)
+
+
+class ClientIpAllow(BaseModel):
+    client = ForeignKeyField(Client, backref="ip_allows", on_delete="CASCADE")
+    cidr = CharField()
+
+    class Meta:
+        indexes = ((("client", "cidr"), True),)

@@ -1,0 +1,55 @@
+"""Reference data: countries, currencies, voucher categories and subcategories (contract 4)."""
+from peewee import BooleanField, CharField, IntegerField
+
+from models.base import BaseModel
+
+
+class ReferenceModel(BaseModel):
+    """Rows clients read but never write; inactive rows are invisible to them."""
+
+    is_active = BooleanField(default=True)
+
+    PUBLIC_FIELDS = ()
+
+    @classmethod
+    def active(cls):
+        return [row.as_dict() for row in cls.select().where(cls.is_active).order_by(cls.id)]
+
+    @classmethod
+    def find_active(cls, row_id):
+        row = cls.get_or_none((cls.id == row_id) & cls.is_active)
+        return row.as_dict() if row else None
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in ("id",) + self.PUBLIC_FIELDS}
+
+
+class Country(ReferenceModel):
+    name = CharField()
+    official_name = CharField()
+    alpha_2 = CharField(max_length=2, unique=True)
+    alpha_3 = CharField(max_length=3, unique=True)
+    numeric_code = CharField(max_length=3)
+    dialing_prefix = CharField()
+
+    PUBLIC_FIELDS = ("name", "official_name", "alpha_2", "alpha_3", "numeric_code", "dialing_prefix")
+
+
+class Currency(ReferenceModel):
+    name = CharField()
+    currency = CharField(max_length=3, unique=True)
+    precision = IntegerField()
+
+    PUBLIC_FIELDS = ("name", "currency", "precision")
+
+
+class Category(ReferenceModel):
+    name = CharField()
+
+    PUBLIC_FIELDS = ("name",)
+
+
+class Subcategory(ReferenceModel):
+    name = CharField()
+
+    PUBLIC_FIELDS = ("name",)

@@ -1,0 +1,152 @@
+"""Server-side token state (contract 3.2, 3.8, 13.3).
+
+Every issued JWT has a row here; a token is accepted only while its row is live, so logout,
+reuse detection and deactivation bite at once, in every worker, and survive restarts.
+"""
+import dataclasses
+
+from peewee import JOIN, CharField, DateTimeField, ForeignKeyField
+
+from models.base import BaseModel, utcnow, write_txn
+from models.clients import Client, ClientIpAllow
+
+
+class TokenFamily(BaseModel):
+    """The tokens of one login and of every refresh descending from it."""
+
+    client = ForeignKeyField(Client, backref="token_families", on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenState:
+    """What the bearer and refresh checks need, read in one query."""
+
+    client_id: int
+    family_id: int
+    token_use: str
+    revoked: bool
+    used: bool
+    client_active: bool
+    networks: tuple
+
+    @property
+    def live(self):
+        return self.client_active and not self.revoked and not self.used
+
+
+class Token(BaseModel):
+    jti = CharField(primary_key=True)
+    client = ForeignKeyField(Client, backref="tokens", index=True, on_delete="CASCADE")
+    family = ForeignKeyField(TokenFamily, backref="tokens", index=True, on_delete="CASCADE")
+    token_use = CharField()
+    parent_jti = CharField(null=True)
+    issued_at = DateTimeField()
+    expires_at = DateTimeField(index=True)
+    used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+    @classmethod
+    def state(cls, jti):
+        """The token's record with its client's status and allowlist, or None if unknown."""
+        rows = list(
+            cls.select(
+                cls.client,
+                cls.family,
+                cls.token_use,
+                cls.revoked_at,
+                cls.used_at,
+                Client.is_active,
+                ClientIpAllow.cidr,
+            )
+            .join(Client)
+            .join(ClientIpAllow, JOIN.LEFT_OUTER)
+            .where(cls.jti == jti)
+            .tuples()
+        )
+        if not rows:
+            return None
+        client_id, family_id, token_use, revoked_at, used_at, active, _ = rows[0]
+        return TokenState(
+            client_id=client_id,
+            family_id=family_id,
+            token_use=token_use,
+            revoked=revoked_at is not None,
+            used=used_at is not None,
+            client_active=bool(active),
+            networks=tuple(row[-1] for row in rows if row[-1] is not None),
+        )
+
+    @classmethod
+    def record_login(cls, client_id, pair):
+        """A new family holding the login's access and refresh token."""
+        with write_txn():
+            family = TokenFamily.create(client=client_id)
+            cls.record_pair(client_id, family.id, pair, parent_jti=None)
+
+    @classmethod
+    def record_pair(cls, client_id, family_id, pair, parent_jti):
+        cls.insert_many(
+            [
+                {
+                    "jti": issued.jti,
+                    "client": client_id,
+                    "family": family_id,
+                    "token_use": issued.token_use,
+                    "parent_jti": parent_jti,
+                    "issued_at": issued.issued_at,
+                    "expires_at": issued.expires_at,
+                }
+                for issued in pair
+            ]
+        ).execute()
+
+    @classmethod
+    def rotate(cls, refresh_jti, client_id, family_id, pair):
+        """Use up a refresh token and record its successor pair, atomically.
+
+        Returns False, after revoking the whole family, when the token was no longer live:
+        already used (reuse, or a concurrent refresh that lost) or revoked meanwhile.
+        """
+        now = utcnow()
+        with write_txn():
+            won = (
+                cls.update(used_at=now)
+                .where(
+                    (cls.jti == refresh_jti)
+                    & cls.used_at.is_null()
+                    & cls.revoked_at.is_null()
+                )
+                .execute()
+            ) == 1
+            if won:
+                cls.record_pair(client_id, family_id, pair, parent_jti=refresh_jti)
+            else:
+                cls.revoke_family(family_id, now)
+        return won
+
+    @classmethod
+    def revoke_family(cls, family_id, now=None):
+        now = now or utcnow()
+        with write_txn():
+            TokenFamily.update(revoked_at=now).where(
+                (TokenFamily.id == family_id) & TokenFamily.revoked_at.is_null()
+            ).execute()
+            cls.update(revoked_at=now).where(
+                (cls.family == family_id) & cls.revoked_at.is_null()
+            ).execute()
+
+    @classmethod
+    def revoke_client(cls, client_id):
+        """Logout: every token of the client, in every family; one statement per table."""
+        now = utcnow()
+        with write_txn():
+            TokenFamily.update(revoked_at=now).where(
+                (TokenFamily.client == client_id) & TokenFamily.revoked_at.is_null()
+            ).execute()
+            return (
+                cls.update(revoked_at=now)
+                .where((cls.client == client_id) & cls.revoked_at.is_null())
+                .execute()
+            )

@@ -1,0 +1,39 @@
+"""The application factory: one OpenAPI document, bound to the handlers it names."""
+from pathlib import Path
+
+import yaml
+from connexion import AsyncApp
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+
+import models
+from handlers import errors
+from handlers.middleware import RequestContext, RouteGuard
+from handlers.security import Runtime
+from handlers.validation import VALIDATOR_MAP
+from octopus_cards.settings import Settings
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.yaml"
+
+
+def load_spec():
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def create_app(settings=None):
+    settings = settings or Settings.from_env()
+    models.connect(settings.database_url)
+    spec = load_spec()
+    app = AsyncApp(__name__)
+    app.add_api(
+        spec,
+        validator_map=VALIDATOR_MAP,
+        validate_responses=settings.validate_responses,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui=settings.swagger_ui, swagger_ui_path="/docs"),
+    )
+    errors.register(app)
+    app.add_middleware(
+        RequestContext, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=Runtime.from_settings(settings)
+    )
+    app.add_middleware(RouteGuard, position=MiddlewarePosition.BEFORE_ROUTING, paths=spec["paths"])
+    return app

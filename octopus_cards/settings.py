@@ -1,0 +1,155 @@
+"""Settings, read once from the environment (contract section 14)."""
+import dataclasses
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+MIN_KEY_BYTES = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///octopus.db"
+    jwt_keys: dict = dataclasses.field(default_factory=dict)
+    jwt_active_kid: str = ""
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 604800
+    jwt_leeway: int = 0
+    secret_pepper: bytes = b""
+    trusted_proxies: tuple = ()
+    key_file: str = ""
+    validate_responses: bool = False
+    swagger_ui: bool = True
+
+    @classmethod
+    def from_env(cls, environ=None):
+        env = os.environ if environ is None else environ
+        database_url = env.get("OCTOPUS_DATABASE_URL") or cls.database_url
+        key_file = env.get("OCTOPUS_KEY_FILE") or default_key_file(database_url)
+        jwt_keys = parse_jwt_keys(env.get("OCTOPUS_JWT_KEYS", ""))
+        pepper = env.get("OCTOPUS_SECRET_PEPPER", "").encode()
+        if pepper and len(pepper) < MIN_KEY_BYTES:
+            raise SettingsError(f"OCTOPUS_SECRET_PEPPER must be at least {MIN_KEY_BYTES} bytes")
+        if not jwt_keys or not pepper:
+            generated = load_or_create_key_file(key_file)
+            jwt_keys = jwt_keys or {generated["kid"]: generated["jwt_secret"].encode()}
+            pepper = pepper or generated["pepper"].encode()
+        active_kid = env.get("OCTOPUS_JWT_ACTIVE_KID") or next(iter(jwt_keys))
+        if active_kid not in jwt_keys:
+            raise SettingsError("OCTOPUS_JWT_ACTIVE_KID names no key of OCTOPUS_JWT_KEYS")
+        leeway = parse_int(env, "OCTOPUS_JWT_LEEWAY", cls.jwt_leeway, 0, 30)
+        return cls(
+            database_url=database_url,
+            jwt_keys=jwt_keys,
+            jwt_active_kid=active_kid,
+            access_token_ttl=parse_int(env, "OCTOPUS_ACCESS_TOKEN_TTL", cls.access_token_ttl, 1),
+            refresh_token_ttl=parse_int(env, "OCTOPUS_REFRESH_TOKEN_TTL", cls.refresh_token_ttl, 1),
+            jwt_leeway=leeway,
+            secret_pepper=pepper,
+            trusted_proxies=parse_networks(env.get("OCTOPUS_TRUSTED_PROXIES", "")),
+            key_file=key_file,
+            validate_responses=parse_bool(env, "OCTOPUS_VALIDATE_RESPONSES", cls.validate_responses),
+            swagger_ui=parse_bool(env, "OCTOPUS_SWAGGER_UI", cls.swagger_ui),
+        )
+
+
+def parse_int(env, name, default, minimum, maximum=2**31 - 1):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def parse_bool(env, name, default):
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false")
+
+
+def parse_jwt_keys(raw):
+    keys = {}
+    for pair in filter(None, (item.strip() for item in raw.split(","))):
+        kid, sep, secret = pair.partition(":")
+        if not sep or not kid or not secret:
+            raise SettingsError("OCTOPUS_JWT_KEYS must be comma-separated kid:secret pairs")
+        if len(secret.encode()) < MIN_KEY_BYTES:
+            raise SettingsError(f"OCTOPUS_JWT_KEYS: the secret of {kid!r} must be at least {MIN_KEY_BYTES} bytes")
+        if kid in keys:
+            raise SettingsError(f"OCTOPUS_JWT_KEYS names {kid!r} twice")
+        keys[kid] = secret.encode()
+    return keys
+
+
+def parse_networks(raw):
+    try:
+        return tuple(
+            parse_network(item) for item in (part.strip() for part in raw.split(",")) if item
+        )
+    except ValueError as exc:
+        raise SettingsError(f"OCTOPUS_TRUSTED_PROXIES: {exc}") from None
+
+
+def parse_network(text):
+    """A CIDR or bare address, IPv4-mapped IPv6 folded to IPv4, host bits cleared."""
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    if network.version == 6 and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
+
+
+def default_key_file(database_url):
+    """Generated keys live beside a SQLite file, else in the working directory."""
+    prefix = "sqlite:///"
+    if database_url.startswith(prefix) and database_url[len(prefix):] not in ("", ":memory:"):
+        return database_url[len(prefix):] + ".keys"
+    return "octopus.keys"
+
+
+def load_or_create_key_file(path):
+    """Generate the JWT key and the pepper once; every later start (and every worker) reads them.
+
+    The file is written aside and linked into place, so concurrent starters agree on one winner.
+    """
+    target = Path(path)
+    if not target.exists():
+        generated = {
+            "kid": "k" + secrets.token_hex(4),
+            "jwt_secret": secrets.token_urlsafe(48),
+            "pepper": secrets.token_urlsafe(48),
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(generated, handle)
+        try:
+            os.link(scratch, target)
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+    try:
+        data = json.loads(target.read_text())
+        return {name: str(data[name]) for name in ("kid", "jwt_secret", "pepper")}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SettingsError(f"the key file {target} is unreadable or damaged") from None
