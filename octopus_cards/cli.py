@@ -1,0 +1,195 @@
+"""The operator's command line: `octopus-cards migrate | serve | client ...`."""
+import argparse
+import json
+import logging
+import sys
+
+from peewee import DatabaseError
+
+import models
+from models import FEATURES, Client
+from octopus_cards.settings import Settings, SettingsError, parse_network
+
+
+class CliError(Exception):
+    """A one-line message for the operator; exit status 2."""
+
+
+def network_arg(text):
+    try:
+        return parse_network(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid CIDR or IP address: {text!r}") from None
+
+
+def feature_arg(text):
+    if text not in FEATURES:
+        raise argparse.ArgumentTypeError(f"unknown feature {text!r} (choose from {', '.join(FEATURES)})")
+    return text
+
+
+def client_id_arg(text):
+    if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"invalid client id: {text!r}")
+    return int(text)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="octopus-cards", description="Octopus Cards API server and operator tools."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("migrate", help="apply pending database migrations")
+
+    serve = commands.add_parser("serve", help="migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--demo", action="store_true", help="create a demo client when there is none and print its credentials"
+    )
+
+    client = commands.add_parser("client", help="manage API clients").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = client.add_parser("create", help="create a client and print its API key and secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--ip", action="append", default=[], type=network_arg, metavar="CIDR",
+                        help="allow this CIDR (repeatable; none = every address)")
+    create.add_argument("--feature", action="append", default=[], type=feature_arg, metavar="F",
+                        help=f"enable a feature (repeatable): {', '.join(FEATURES)}")
+    create.add_argument("--json", action="store_true", help="print JSON")
+
+    listing = client.add_parser("list", help="list clients")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    for action, help_text in (("allow-ip", "add a CIDR to the allowlist"), ("remove-ip", "remove a CIDR")):
+        sub = client.add_parser(action, help=help_text)
+        sub.add_argument("id", type=client_id_arg)
+        sub.add_argument("cidr", type=network_arg)
+    for action, help_text in (("enable-feature", "enable a feature"), ("disable-feature", "disable a feature")):
+        sub = client.add_parser(action, help=help_text)
+        sub.add_argument("id", type=client_id_arg)
+        sub.add_argument("feature", type=feature_arg)
+
+    rotate = client.add_parser("rotate-secret", help="issue a new secret; the old one stops working")
+    rotate.add_argument("id", type=client_id_arg)
+    rotate.add_argument("--json", action="store_true", help="print JSON")
+
+    for action, help_text in (("deactivate", "refuse the client's logins and tokens"), ("activate", "re-enable")):
+        client.add_parser(action, help=help_text).add_argument("id", type=client_id_arg)
+    return parser
+
+
+def describe(client):
+    return {
+        "client_id": client.id,
+        "name": client.name,
+        "api_key": client.api_key,
+        "ip_whitelist": client.networks(),
+        "features": client.features(),
+        "is_active": client.is_active,
+    }
+
+
+def print_client(data, as_json):
+    if as_json:
+        print(json.dumps(data))
+    else:
+        for name, value in data.items():
+            print(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def find_client(client_id):
+    client = Client.get_or_none(Client.id == client_id)
+    if client is None:
+        raise CliError(f"no client with id {client_id}")
+    return client
+
+
+def run_client_action(args, settings):
+    if args.action == "create":
+        client, secret = Client.provision(settings.secret_pepper, args.name, args.ip, args.feature)
+        created = {"client_id": client.id, "name": client.name, "api_key": client.api_key, "api_secret": secret}
+        created.update(ip_whitelist=client.networks(), features=client.features())
+        print_client(created, args.json)
+    elif args.action == "list":
+        clients = [describe(client) for client in Client.select().order_by(Client.id)]
+        if args.json:
+            print(json.dumps(clients))
+        else:
+            for data in clients:
+                print_client(data, False)
+                print()
+    elif args.action == "rotate-secret":
+        client = find_client(args.id)
+        secret = client.rotate_secret(settings.secret_pepper)
+        print_client({"client_id": client.id, "api_key": client.api_key, "api_secret": secret}, args.json)
+    else:
+        client = find_client(args.id)
+        {
+            "allow-ip": lambda: client.allow_network(args.cidr),
+            "remove-ip": lambda: client.remove_network(args.cidr),
+            "enable-feature": lambda: client.enable_feature(args.feature),
+            "disable-feature": lambda: client.disable_feature(args.feature),
+            "activate": lambda: client.set_active(True),
+            "deactivate": lambda: client.set_active(False),
+        }[args.action]()
+        print(f"client {client.id}: {args.action} done")
+
+
+def create_demo_client(settings):
+    """For the quick start only: credentials go to the terminal once, never to the log."""
+    with models.db.connection_context():
+        if Client.select().exists():
+            return
+        client, secret = Client.provision(settings.secret_pepper, "demo", features=FEATURES)
+    print("Demo client created. These credentials are shown once:")
+    print(f"  username (API key):    {client.api_key}")
+    print(f"  password (API secret): {secret}", flush=True)
+
+
+def serve(args, settings):
+    import uvicorn
+
+    if args.demo:
+        create_demo_client(settings)
+    uvicorn.run(
+        "octopus_cards.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        # The app decides whom to trust with X-Forwarded-For (OCTOPUS_TRUSTED_PROXIES);
+        # uvicorn's default trust of 127.0.0.1 would let any local process pick its address.
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        models.connect(settings.database_url)
+        if args.command in ("migrate", "serve"):
+            applied = models.migrate()
+            logging.getLogger("octopus_cards").info("migrations applied: %s", ", ".join(applied) or "none")
+        if args.command == "serve":
+            return serve(args, settings)
+        if args.command == "client":
+            with models.db.connection_context():
+                run_client_action(args, settings)
+    except (CliError, SettingsError) as exc:
+        print(f"octopus-cards: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:
+        print(f"octopus-cards: database error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
