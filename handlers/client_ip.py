@@ -21,9 +21,10 @@ def client_address(peer, forwarded_for, trusted_proxies):
     X-Forwarded-For hop. None when no address can be established (the caller is then refused
     by any allowlist)."""
     address = normalise(peer) if peer else None
-    if address is None or not forwarded_for or not _in_any(address, trusted_proxies):
+    forwarded = ",".join(forwarded_for).strip()
+    if address is None or not forwarded or not _in_any(address, trusted_proxies):
         return address
-    hops = [hop.strip() for hop in ",".join(forwarded_for).split(",")]
+    hops = [hop.strip() for hop in forwarded.split(",")]
     for hop in reversed(hops):
         hop_address = normalise(hop)
         if hop_address is None:

@@ -13,6 +13,8 @@ REFRESH = "refresh"
 REQUIRED_CLAIMS = ("iss", "sub", "client_id", "jti", "iat", "nbf", "exp", "token_use")
 # Headers that would let a token choose its own key (RFC 8725 3.10) or demand unknown processing.
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+# Ours are about 400 characters; anything far longer is refused before it is parsed.
+MAX_TOKEN_LENGTH = 4096
 
 
 class TokenRejected(Exception):
@@ -103,6 +105,8 @@ class TokenCodec:
         return verified
 
     def _key_for(self, token):
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenRejected()
         try:
             header = jwt.get_unverified_header(token)
         except (jwt.PyJWTError, ValueError, TypeError):
