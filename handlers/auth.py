@@ -1,8 +1,8 @@
 """POST /auth/login, /auth/refresh and /auth/logout (contract 3.3, 3.4, 3.6)."""
-from connexion import request
-
+from handlers.audit import audit
 from handlers.errors import unauthorized
-from handlers.security import require_allowed_ip, runtime
+from handlers.ratelimit import digest
+from handlers.security import caller_address, limit, require_allowed, runtime
 from handlers.tokens import REFRESH, TokenRejected
 from models import Client, Token, db
 
@@ -21,20 +21,24 @@ def token_response(client_id, pair):
 
 @db.connection_context()
 def login(body):
-    rt = runtime()
+    rt, address = runtime(), caller_address()
+    limit(rt.settings, "login", f"ip:{address}", address)
+    limit(rt.settings, "login", f"key:{digest(body['username'])}", address)
     client = Client.authenticate(rt.settings.secret_pepper, body["username"], body["password"])
     if client is None:
+        audit("login.failure", address)
         raise unauthorized("Invalid credentials")
-    require_allowed_ip(request, client.networks())
+    require_allowed(address, client.networks(), client.id)
     pair = rt.codec.issue_pair(client.id)
     Token.record_login(client.id, pair)
+    audit("login.success", address, client.id)
     return token_response(client.id, pair)
 
 
 @db.connection_context()
 def refresh(body):
-    rt = runtime()
-    invalid = unauthorized("Invalid refresh token")
+    rt, address = runtime(), caller_address()
+    limit(rt.settings, "refresh", f"ip:{address}", address)
     try:
         presented = rt.codec.verify(body["refresh_token"], REFRESH)
     except TokenRejected as rejected:
@@ -43,19 +47,28 @@ def refresh(body):
         expired = False
     state = Token.state(presented.jti) if presented else None
     if state is None or state.token_use != REFRESH or state.client_id != presented.client_id:
-        raise invalid
+        raise refused(address, None)
     if state.used and not state.revoked:
-        Token.revoke_family(state.family_id)  # reuse: the revocation stands although we answer 401
+        Token.revoke_family(state.family_id)  # the revocation stands although we answer 401
+        audit("refresh.reuse_detected", address, state.client_id, family_id=state.family_id)
     if expired or not state.live:
-        raise invalid
-    require_allowed_ip(request, state.networks)
+        raise refused(address, state.client_id)
+    require_allowed(address, state.networks, state.client_id)
     pair = rt.codec.issue_pair(state.client_id)
     if not Token.rotate(presented.jti, state.client_id, state.family_id, pair):
-        raise invalid
+        audit("refresh.reuse_detected", address, state.client_id, family_id=state.family_id)
+        raise refused(address, state.client_id)
+    audit("refresh.success", address, state.client_id)
     return token_response(state.client_id, pair)
+
+
+def refused(address, client_id):
+    audit("refresh.failure", address, client_id)
+    return unauthorized("Invalid refresh token")
 
 
 @db.connection_context()
 def logout(token_info):
-    Token.revoke_client(token_info["client_id"])
+    revoked = Token.revoke_client(token_info["client_id"])
+    audit("logout", caller_address(), token_info["client_id"], tokens_revoked=revoked)
     return {"success": True, "data": {"message": "Successfully logged out"}}, 200

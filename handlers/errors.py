@@ -2,6 +2,8 @@
 import json
 import logging
 
+import peewee
+
 from connexion.exceptions import (
     NonConformingResponse,
     ProblemException,
@@ -71,6 +73,27 @@ def unsupported_media_type():
     )
 
 
+def payload_too_large(limit):
+    return ApiError(413, "PayloadTooLargeError", "PAYLOAD_TOO_LARGE", f"Request body exceeds {limit} bytes")
+
+
+def too_many_requests(retry_after):
+    return ApiError(
+        429,
+        "TooManyRequestsError",
+        "TOO_MANY_REQUESTS",
+        f"Rate limit exceeded. Retry after {retry_after} seconds.",
+        {"Retry-After": str(retry_after)},
+    )
+
+
+def service_unavailable():
+    return ApiError(
+        503, "ServiceUnavailableError", "SERVICE_UNAVAILABLE", "Service temporarily unavailable",
+        {"Retry-After": "1"},
+    )
+
+
 def internal_error():
     return ApiError(500, "InternalServerError", "INTERNAL_SERVER_ERROR", "Internal server error")
 
@@ -118,6 +141,12 @@ async def on_http(request, exc):
     return response_for(bad_request("Bad request"))
 
 
+async def on_database_unavailable(request, exc):
+    """The database cannot be reached (or stayed locked past the busy timeout): transient, so 503."""
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return response_for(service_unavailable())
+
+
 async def on_unexpected(request, exc):
     logger.error("unexpected failure on %s %s", request.method, request.url.path, exc_info=exc)
     return response_for(internal_error())
@@ -127,4 +156,6 @@ def register(app):
     app.add_error_handler(ApiError, on_api_error)
     app.add_error_handler(ProblemException, on_problem)
     app.add_error_handler(HTTPException, on_http)
+    app.add_error_handler(peewee.OperationalError, on_database_unavailable)
+    app.add_error_handler(peewee.InterfaceError, on_database_unavailable)
     app.add_error_handler(Exception, on_unexpected)

@@ -6,7 +6,7 @@ import re
 from ksuid import Ksuid
 from starlette.datastructures import MutableHeaders
 
-from handlers.errors import method_not_allowed, not_found
+from handlers.errors import method_not_allowed, not_found, payload_too_large
 
 REQUEST_ID = contextvars.ContextVar("request_id", default="-")
 VALID_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,63}")
@@ -51,6 +51,32 @@ class RequestContext:
             await self.app(scope, receive, send_with_headers)
         finally:
             REQUEST_ID.reset(token)
+
+
+class BodyLimit:
+    """413 for a body over the limit: by Content-Length up front, else while it streams in."""
+
+    def __init__(self, app, max_bytes):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                raise payload_too_large(self.max_bytes)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise payload_too_large(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

@@ -1,12 +1,14 @@
-"""Bearer authentication for every protected operation (contract 3.5, 3.7)."""
+"""Bearer authentication for every protected operation (contract 3.5, 3.7, 10)."""
 import dataclasses
 
 import anyio
 from connexion import request as current_request
 
+from handlers.audit import audit
 from handlers.client_ip import client_address, is_allowed
-from handlers.errors import ip_not_authorized, unauthorized
+from handlers.errors import ApiError, ip_not_authorized, unauthorized
 from handlers.middleware import RUNTIME_KEY
+from handlers.ratelimit import enforce
 from handlers.tokens import ACCESS, TokenCodec, TokenRejected
 from models import Token, db
 from octopus_cards.settings import Settings
@@ -35,6 +37,28 @@ def runtime(request=None):
     return (request or current_request).scope[RUNTIME_KEY]
 
 
+def caller_address(request=None):
+    request = request or current_request
+    peer = request.client.host if request.client else None
+    trusted = runtime(request).settings.trusted_proxies
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
+
+
+def require_allowed(address, networks, client_id):
+    """The allowlist check, run once the client is identified."""
+    if not is_allowed(address, networks):
+        audit("ip.denied", address, client_id)
+        raise ip_not_authorized()
+
+
+def limit(settings, limit_class, key, address, client_id=None):
+    try:
+        enforce(settings, limit_class, key)
+    except ApiError:
+        audit("rate_limited", address, client_id, limit_class=limit_class)
+        raise
+
+
 def bearer_token(request):
     """The token of a single `Authorization: Bearer <token>` header (scheme case-insensitive)."""
     values = request.headers.getlist("authorization")
@@ -46,29 +70,24 @@ def bearer_token(request):
     return token
 
 
-def require_allowed_ip(request, networks):
-    """The allowlist check, run once the client is identified."""
-    settings = runtime(request).settings
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxies)
-    if not is_allowed(address, networks):
-        raise ip_not_authorized()
-
-
-def token_state(jti):
+def authorize(settings, verified, address):
+    """Token record, client status, allowlist and rate limit: one connection, in a worker thread."""
     with db.connection_context():
-        return Token.state(jti)
+        state = Token.state(verified.jti)
+        if state is None or not state.live or state.token_use != ACCESS or state.client_id != verified.client_id:
+            raise unauthorized("Invalid token")
+        require_allowed(address, state.networks, state.client_id)
+        limit(settings, "default", f"client:{state.client_id}", address, state.client_id)
+    return state
 
 
 async def check_bearer(token, required_scopes=None, request=None):
-    """connexion's bearerInfoFunc. The JWT is checked on the loop; the record in a thread."""
+    """connexion's bearerInfoFunc. The JWT is checked on the loop; the database in a thread."""
     token = bearer_token(request)
+    rt = runtime(request)
     try:
-        verified = runtime(request).codec.verify(token, ACCESS)
+        verified = rt.codec.verify(token, ACCESS)
     except TokenRejected as rejected:
         raise unauthorized("Token expired" if rejected.expired else "Invalid token") from None
-    state = await anyio.to_thread.run_sync(token_state, verified.jti)
-    if state is None or not state.live or state.token_use != ACCESS or state.client_id != verified.client_id:
-        raise unauthorized("Invalid token")
-    require_allowed_ip(request, state.networks)
+    state = await anyio.to_thread.run_sync(authorize, rt.settings, verified, caller_address(request))
     return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti}

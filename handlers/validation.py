@@ -5,6 +5,7 @@ these subclasses keep connexion's schema machinery and raise ApiError instead. T
 override private methods of connexion 3.3: test_validation.py pins each error they produce.
 """
 import json
+import re
 
 from connexion.datastructures import MediaTypeDict
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
@@ -20,11 +21,18 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+# A \uD800-\uDFFF escape: fine in a pair, but a lone one decodes to text that is not Unicode.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def parse_json(raw):
-    """Strict JSON from bytes: UTF-8 only, no NaN/Infinity, bounded nesting."""
+    """Strict JSON from bytes: UTF-8 only, no NaN/Infinity, no lone surrogates, bounded nesting."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        if SURROGATE_ESCAPE.search(raw):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except (UnicodeError, ValueError, RecursionError):
         raise syntax_error() from None
 
 

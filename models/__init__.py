@@ -1,6 +1,7 @@
 """Persistence: peewee models bound to one database chosen by URL at start-up."""
 from models.base import connect, db, migrate, write_txn
 from models.clients import Client, ClientFeature, ClientIpAllow, FEATURES
+from models.ratelimit import RateLimitHit
 from models.reference import Category, Country, Currency, Subcategory
 from models.tokens import Token, TokenFamily, TokenState
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClientIpAllow",
     "Country",
     "Currency",
+    "RateLimitHit",
     "Subcategory",
     "Token",
     "TokenFamily",

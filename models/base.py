@@ -59,6 +59,16 @@ def write_txn():
     return db.atomic()
 
 
+def lock_for_update(name):
+    """Serialise writers of `name` until the transaction ends.
+
+    Inside write_txn SQLite already holds the database's write lock; PostgreSQL takes a
+    transaction-scoped advisory lock on the name.
+    """
+    if not isinstance(db.obj, SqliteDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+
+
 def migrate():
     """Apply the pending numbered migrations; returns their names."""
     with db.connection_context():

@@ -8,7 +8,7 @@ from connexion.options import SwaggerUIOptions
 
 import models
 from handlers import errors
-from handlers.middleware import RequestContext, RouteGuard
+from handlers.middleware import BodyLimit, RequestContext, RouteGuard
 from handlers.security import Runtime
 from handlers.validation import VALIDATOR_MAP
 from octopus_cards.settings import Settings
@@ -35,5 +35,6 @@ def create_app(settings=None):
     app.add_middleware(
         RequestContext, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=Runtime.from_settings(settings)
     )
+    app.add_middleware(BodyLimit, position=MiddlewarePosition.BEFORE_ROUTING, max_bytes=settings.max_body_bytes)
     app.add_middleware(RouteGuard, position=MiddlewarePosition.BEFORE_ROUTING, paths=spec["paths"])
     return app

@@ -1,5 +1,6 @@
 """The operator's command line: `octopus-cards migrate | serve | client ...`."""
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -150,6 +151,23 @@ def create_demo_client(settings):
     print(f"  password (API secret): {secret}", flush=True)
 
 
+def log_config():
+    """uvicorn's logging, plus ours: application logs with a timestamp, audit events as bare
+    JSON lines. uvicorn applies it in every worker process."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["app"] = {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    config["formatters"]["json_line"] = {"format": "%(message)s"}
+    config["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
+    config["handlers"]["audit"] = {
+        "class": "logging.StreamHandler", "formatter": "json_line", "stream": "ext://sys.stderr"
+    }
+    config["loggers"]["octopus_cards"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
+    config["loggers"]["octopus_cards.audit"] = {"handlers": ["audit"], "level": "INFO", "propagate": False}
+    return config
+
+
 def serve(args, settings):
     import uvicorn
 
@@ -165,6 +183,7 @@ def serve(args, settings):
         # uvicorn's default trust of 127.0.0.1 would let any local process pick its address.
         proxy_headers=False,
         server_header=False,
+        log_config=log_config(),
     )
 
 

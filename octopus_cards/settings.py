@@ -13,6 +13,14 @@ class SettingsError(ValueError):
 
 MIN_KEY_BYTES = 32
 
+# Requests per rolling minute, by endpoint class (contract 10.1). "default" is the shared
+# bucket of every other Bearer endpoint.
+RATE_LIMIT_PROFILES = {
+    "sandbox": {"login": 30, "refresh": 30, "orders": 120, "charges": 300, "default": 600},
+    "production": {"login": 10, "refresh": 20, "orders": 60, "charges": 120, "default": 300},
+    "off": {},
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -24,6 +32,8 @@ class Settings:
     jwt_leeway: int = 0
     secret_pepper: bytes = b""
     trusted_proxies: tuple = ()
+    rate_limits: dict = dataclasses.field(default_factory=lambda: dict(RATE_LIMIT_PROFILES["sandbox"]))
+    max_body_bytes: int = 1024 * 1024
     key_file: str = ""
     validate_responses: bool = False
     swagger_ui: bool = True
@@ -54,6 +64,8 @@ class Settings:
             jwt_leeway=leeway,
             secret_pepper=pepper,
             trusted_proxies=parse_networks(env.get("OCTOPUS_TRUSTED_PROXIES", "")),
+            rate_limits=parse_rate_limits(env),
+            max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             key_file=key_file,
             validate_responses=parse_bool(env, "OCTOPUS_VALIDATE_RESPONSES", cls.validate_responses),
             swagger_ui=parse_bool(env, "OCTOPUS_SWAGGER_UI", cls.swagger_ui),
@@ -82,6 +94,22 @@ def parse_bool(env, name, default):
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false")
+
+
+def parse_rate_limits(env):
+    profile = env.get("OCTOPUS_RATE_LIMIT_PROFILE") or "sandbox"
+    if profile not in RATE_LIMIT_PROFILES:
+        raise SettingsError(f"OCTOPUS_RATE_LIMIT_PROFILE must be one of {', '.join(RATE_LIMIT_PROFILES)}")
+    limits = dict(RATE_LIMIT_PROFILES[profile])
+    known = RATE_LIMIT_PROFILES["sandbox"]
+    for pair in filter(None, (item.strip() for item in env.get("OCTOPUS_RATE_LIMITS", "").split(","))):
+        name, _, value = pair.partition("=")
+        if name.strip() not in known or not value.strip().isdigit() or int(value) < 1:
+            raise SettingsError(
+                f"OCTOPUS_RATE_LIMITS must be comma-separated class=N pairs, classes: {', '.join(known)}"
+            )
+        limits[name.strip()] = int(value)
+    return limits
 
 
 def parse_jwt_keys(raw):

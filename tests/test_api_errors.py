@@ -123,3 +123,23 @@ def test_swagger_ui_is_served(api):
     response = api.get("/docs/")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_oversized_body_is_413_by_content_length(api):
+    response = api.post("/auth/login", content=b"{" + b" " * (1024 * 1024) + b"}",
+                        headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {"error": {"name": "PayloadTooLargeError", "code": "PAYLOAD_TOO_LARGE",
+                                         "message": "Request body exceeds 1048576 bytes"}}
+
+
+def test_oversized_streamed_body_is_413(api):
+    def chunks():
+        yield b'{"username": "'
+        for _ in range(300):
+            yield b"x" * 4096
+        yield b'", "password": "y"}'
+
+    response = api.post("/auth/refresh", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"

@@ -45,17 +45,24 @@ def test_concurrent_rotations_have_exactly_one_winner(settings, new_client):
         assert not Token.select().where((Token.family == family_id) & Token.revoked_at.is_null()).exists()
 
 
-def test_a_database_error_during_rotation_is_a_500_not_reuse(api, new_client, login, monkeypatch):
+@pytest.mark.parametrize(
+    "failure, status, message",
+    [
+        (peewee.IntegrityError("constraint failed"), 500, "Internal server error"),
+        (peewee.OperationalError("server closed the connection unexpectedly"), 503, "Service temporarily unavailable"),
+    ],
+)
+def test_a_database_error_during_rotation_is_not_reuse(api, new_client, login, monkeypatch, failure, status, message):
     _, key, secret = new_client()
     tokens = login(key, secret)
 
     def broken_insert(*args, **kwargs):
-        raise peewee.OperationalError("connection lost")
+        raise failure
 
     monkeypatch.setattr(Token, "record_pair", classmethod(broken_insert))
     response = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert response.status_code == 500
-    assert response.json()["error"]["message"] == "Internal server error"
+    assert response.status_code == status
+    assert response.json()["error"]["message"] == message
     monkeypatch.undo()
     # Nothing was half-done: the token was not used up and its family was not revoked.
     retry = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})

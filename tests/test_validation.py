@@ -90,8 +90,16 @@ def test_a_fixed_message_covers_every_violation():
     assert error_of(b"{", schema=schema)[1] == "SyntaxError"
 
 
-def test_parse_json_accepts_utf8_text():
+def test_parse_json_accepts_utf8_text_and_escaped_pairs():
     assert parse_json('{"name": "Zoë"}'.encode()) == {"name": "Zoë"}
+    assert parse_json(b'{"emoji": "\\ud83d\\ude00"}') == {"emoji": "\U0001F600"}
+
+
+@pytest.mark.parametrize("raw", [b'{"a": "\\ud800"}', b'{"a": "x\\uDFFFy"}', b'["\\ude00\\ud83d"]'])
+def test_lone_surrogate_escapes_are_syntax_errors(raw):
+    with pytest.raises(ApiError) as raised:
+        parse_json(raw)
+    assert raised.value.name == "SyntaxError"
 
 
 def test_field_message_for_array_items():
