@@ -39,13 +39,16 @@ class Client(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
     @classmethod
-    def provision(cls, pepper, name, networks=(), features=()):
-        """Create a client; returns it with its secret, which is shown once and never stored."""
-        secret = new_secret()
+    def provision(cls, pepper, name, networks=(), features=(), api_key=None, secret=None):
+        """Create a client; returns it with its secret, which is shown once and never stored.
+
+        The key and secret are generated unless given (the bootstrap client of a CI sandbox).
+        """
+        secret = secret or new_secret()
         with db.atomic():
             client = cls.create(
                 name=name,
-                api_key=API_KEY_PREFIX + secrets.token_hex(16),
+                api_key=api_key or API_KEY_PREFIX + secrets.token_hex(16),
                 secret_hash=hash_secret(pepper, secret),
             )
             for network in networks:
@@ -54,11 +57,25 @@ class Client(BaseModel):
                 client.enable_feature(feature)
         return client, secret
 
-    def rotate_secret(self, pepper):
-        secret = new_secret()
+    def rotate_secret(self, pepper, secret=None):
+        secret = secret or new_secret()
         self.secret_hash = hash_secret(pepper, secret)
         self.save(only=[Client.secret_hash])
         return secret
+
+    @classmethod
+    def bootstrap(cls, pepper, api_key, secret):
+        """Make sure a client with exactly this key and secret exists, active, with every feature."""
+        with db.atomic():
+            client = cls.get_or_none(cls.api_key == api_key)
+            if client is None:
+                client, _ = cls.provision(pepper, "bootstrap", (), FEATURES, api_key=api_key, secret=secret)
+            else:
+                client.rotate_secret(pepper, secret)
+                client.set_active(True)
+                for feature in FEATURES:
+                    client.enable_feature(feature)
+        return client
 
     @classmethod
     def authenticate(cls, pepper, api_key, secret):

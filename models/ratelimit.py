@@ -33,3 +33,9 @@ class RateLimitHit(BaseModel):
                 return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
             cls.create(bucket=bucket, at=now)
         return None
+
+    @classmethod
+    def prune(cls, now=None):
+        """Drop hits of every bucket that have left the window (admit prunes only its own)."""
+        now = time.time() if now is None else now
+        return cls.delete().where(cls.at <= now - WINDOW_SECONDS).execute()

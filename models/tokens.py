@@ -4,8 +4,9 @@ Every issued JWT has a row here; a token is accepted only while its row is live,
 reuse detection and deactivation bite at once, in every worker, and survive restarts.
 """
 import dataclasses
+import datetime
 
-from peewee import JOIN, CharField, DateTimeField, ForeignKeyField
+from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
 
 from models.base import BaseModel, utcnow, write_txn
 from models.clients import Client, ClientIpAllow
@@ -150,3 +151,16 @@ class Token(BaseModel):
                 .where((cls.client == client_id) & cls.revoked_at.is_null())
                 .execute()
             )
+
+    @classmethod
+    def prune(cls, grace=datetime.timedelta(days=1)):
+        """Forget records of tokens expired for longer than `grace` (contract 13.3), and the
+        families left empty. Returns the number of token records removed."""
+        cutoff = utcnow() - grace
+        with write_txn():
+            removed = cls.delete().where(cls.expires_at < cutoff).execute()
+            TokenFamily.delete().where(
+                ~fn.EXISTS(cls.select(cls.jti).where(cls.family == TokenFamily.id))
+                & (TokenFamily.created_at < cutoff)
+            ).execute()
+        return removed

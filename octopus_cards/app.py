@@ -1,6 +1,9 @@
 """The application factory: one OpenAPI document, bound to the handlers it names."""
+import contextlib
+import logging
 from pathlib import Path
 
+import anyio
 import yaml
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
@@ -20,11 +23,36 @@ def load_spec():
     return yaml.safe_load(SPEC_PATH.read_text())
 
 
+logger = logging.getLogger("octopus_cards")
+
+
+async def prune_periodically(interval):
+    while True:
+        await anyio.sleep(interval)
+        try:
+            tokens, hits = await anyio.to_thread.run_sync(models.prune)
+            logger.info("pruned %d expired token records and %d rate-limit hits", tokens, hits)
+        except Exception:  # the database may be briefly away; the next round retries
+            logger.exception("pruning failed")
+
+
+def lifespan_for(settings):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with anyio.create_task_group() as tasks:
+            if settings.prune_interval:
+                tasks.start_soon(prune_periodically, settings.prune_interval)
+            yield
+            tasks.cancel_scope.cancel()
+
+    return lifespan
+
+
 def create_app(settings=None):
     settings = settings or Settings.from_env()
     models.connect(settings.database_url)
     spec = load_spec()
-    app = AsyncApp(__name__)
+    app = AsyncApp(__name__, lifespan=lifespan_for(settings))
     app.add_api(
         spec,
         validator_map=VALIDATOR_MAP,

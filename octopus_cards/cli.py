@@ -42,6 +42,9 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("migrate", help="apply pending database migrations")
+    commands.add_parser(
+        "prune", help="delete token records expired for over a day and stale rate-limit counters"
+    )
 
     serve = commands.add_parser("serve", help="migrate, then serve the API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -50,6 +53,7 @@ def build_parser():
     serve.add_argument(
         "--demo", action="store_true", help="create a demo client when there is none and print its credentials"
     )
+    serve.epilog = "OCTOPUS_BOOTSTRAP_CLIENT=key:secret makes sure a client with those credentials exists."
 
     client = commands.add_parser("client", help="manage API clients").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -102,6 +106,23 @@ def print_client(data, as_json):
             print(f"{name}: {', '.join(value) if isinstance(value, list) else value}")
 
 
+def print_table(clients):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "api_key", "active", "features", "ip_whitelist", title="clients")
+    for data in clients:
+        table.add_row(
+            str(data["client_id"]),
+            data["name"],
+            data["api_key"],
+            "yes" if data["is_active"] else "no",
+            ", ".join(data["features"]) or "-",
+            ", ".join(data["ip_whitelist"]) or "any",
+        )
+    Console(width=160).print(table)
+
+
 def find_client(client_id):
     client = Client.get_or_none(Client.id == client_id)
     if client is None:
@@ -120,9 +141,7 @@ def run_client_action(args, settings):
         if args.json:
             print(json.dumps(clients))
         else:
-            for data in clients:
-                print_client(data, False)
-                print()
+            print_table(clients)
     elif args.action == "rotate-secret":
         client = find_client(args.id)
         secret = client.rotate_secret(settings.secret_pepper)
@@ -171,6 +190,9 @@ def log_config():
 def serve(args, settings):
     import uvicorn
 
+    if settings.bootstrap_client:
+        with models.db.connection_context():
+            Client.bootstrap(settings.secret_pepper, *settings.bootstrap_client)
     if args.demo:
         create_demo_client(settings)
     uvicorn.run(
@@ -193,9 +215,12 @@ def main(argv=None):
     try:
         settings = Settings.from_env()
         models.connect(settings.database_url)
-        if args.command in ("migrate", "serve"):
-            applied = models.migrate()
+        applied = models.migrate()  # every command works on a fresh database
+        if applied or args.command == "migrate":
             logging.getLogger("octopus_cards").info("migrations applied: %s", ", ".join(applied) or "none")
+        if args.command == "prune":
+            tokens, hits = models.prune()
+            print(f"pruned {tokens} expired token records and {hits} rate-limit hits")
         if args.command == "serve":
             return serve(args, settings)
         if args.command == "client":
@@ -205,9 +230,16 @@ def main(argv=None):
         print(f"octopus-cards: {exc}", file=sys.stderr)
         return 2
     except DatabaseError as exc:
-        print(f"octopus-cards: database error: {exc}", file=sys.stderr)
+        print(f"octopus-cards: database error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an operator gets one line, never a traceback
+        print(f"octopus-cards: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def one_line(exc):
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -25,15 +26,18 @@ RATE_LIMIT_PROFILES = {
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///octopus.db"
-    jwt_keys: dict = dataclasses.field(default_factory=dict)
+    # Secrets stay out of repr(), so settings can never leak them into a log line.
+    jwt_keys: dict = dataclasses.field(default_factory=dict, repr=False)
     jwt_active_kid: str = ""
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 604800
     jwt_leeway: int = 0
-    secret_pepper: bytes = b""
+    secret_pepper: bytes = dataclasses.field(default=b"", repr=False)
     trusted_proxies: tuple = ()
     rate_limits: dict = dataclasses.field(default_factory=lambda: dict(RATE_LIMIT_PROFILES["sandbox"]))
     max_body_bytes: int = 1024 * 1024
+    bootstrap_client: tuple = dataclasses.field(default=(), repr=False)
+    prune_interval: int = 3600
     key_file: str = ""
     validate_responses: bool = False
     swagger_ui: bool = True
@@ -66,6 +70,8 @@ class Settings:
             trusted_proxies=parse_networks(env.get("OCTOPUS_TRUSTED_PROXIES", "")),
             rate_limits=parse_rate_limits(env),
             max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
+            bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
+            prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             key_file=key_file,
             validate_responses=parse_bool(env, "OCTOPUS_VALIDATE_RESPONSES", cls.validate_responses),
             swagger_ui=parse_bool(env, "OCTOPUS_SWAGGER_UI", cls.swagger_ui),
@@ -110,6 +116,22 @@ def parse_rate_limits(env):
             )
         limits[name.strip()] = int(value)
     return limits
+
+
+BOOTSTRAP_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def parse_bootstrap_client(raw):
+    """`api_key:api_secret` of a client that must exist: a sandbox with known credentials."""
+    if not raw:
+        return ()
+    api_key, _, secret = raw.partition(":")
+    if not BOOTSTRAP_KEY.fullmatch(api_key) or len(secret) < MIN_KEY_BYTES:
+        raise SettingsError(
+            "OCTOPUS_BOOTSTRAP_CLIENT must be api_key:api_secret, the key 1-64 of [A-Za-z0-9_-], "
+            f"the secret at least {MIN_KEY_BYTES} characters"
+        )
+    return api_key, secret
 
 
 def parse_jwt_keys(raw):

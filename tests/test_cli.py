@@ -1,9 +1,14 @@
 """The operator CLI, run in-process against the session database."""
+import datetime
 import json
 
 import pytest
 
-from octopus_cards.cli import main
+import models
+from handlers.tokens import TokenCodec
+from models import Client, Token
+from octopus_cards.cli import main, serve
+from octopus_cards.settings import Settings
 
 
 @pytest.fixture
@@ -76,12 +81,6 @@ def test_allowlist_features_and_activation(cli, api):
     assert api.post("/auth/login", json=body).status_code == 200
 
 
-def test_human_readable_list(cli):
-    created = create(cli, "--feature", "esim")
-    code, out, _ = cli("client", "list")
-    assert code == 0 and f"client_id: {created['client_id']}" in out and "features: esim" in out
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -118,3 +117,39 @@ def test_bad_settings_are_one_clear_line(cli, monkeypatch):
 def test_migrate_is_idempotent(cli):
     code, _, _ = cli("migrate")
     assert code == 0
+
+
+def test_table_lists_clients_readably(cli):
+    created = create(cli, "--ip", "203.0.113.0/24")
+    code, out, _ = cli("client", "list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if created["api_key"] in line)
+    assert str(created["client_id"]) in row and "203.0.113.0/24" in row and "yes" in row
+
+
+def test_prune_forgets_long_expired_tokens_only(cli, settings, new_client):
+    client, _, _ = new_client()
+    old = TokenCodec(settings.jwt_keys, settings.jwt_active_kid, 60, 120, clock=lambda: 1_000_000_000)
+    current = TokenCodec(settings.jwt_keys, settings.jwt_active_kid, 60, 120)
+    with models.db.connection_context():
+        Token.record_login(client.id, old.issue_pair(client.id))
+        Token.record_login(client.id, current.issue_pair(client.id))
+    code, out, _ = cli("prune")
+    assert code == 0 and out.startswith("pruned ")
+    with models.db.connection_context():
+        left = Token.select().where(Token.client == client.id)
+        assert left.count() == 2
+        assert all(t.expires_at > datetime.datetime(2020, 1, 1) for t in left)
+
+
+def test_bootstrap_client_from_the_environment(migrated, monkeypatch):
+    secret = "s" * 40
+    env = {**migrated, "OCTOPUS_BOOTSTRAP_CLIENT": f"ci-sandbox:{secret}"}
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    args = type("Args", (), {"demo": False, "host": "127.0.0.1", "port": 0, "workers": 1})()
+    for _ in range(2):  # idempotent
+        serve(args, Settings.from_env(env))
+    with models.db.connection_context():
+        client = Client.authenticate(Settings.from_env(env).secret_pepper, "ci-sandbox", secret)
+        assert client is not None and client.features() == ["esim", "topups", "vouchers"]
+        assert Client.select().where(Client.api_key == "ci-sandbox").count() == 1
