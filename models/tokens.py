@@ -8,7 +8,7 @@ import datetime
 
 from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
 
-from models.base import BaseModel, utcnow, write_txn
+from models.base import BaseModel, select_for_update, utcnow, write_txn
 from models.clients import Client, ClientIpAllow
 
 
@@ -18,6 +18,11 @@ class TokenFamily(BaseModel):
     client = ForeignKeyField(Client, backref="token_families", on_delete="CASCADE")
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
+
+    @classmethod
+    def lock(cls, family_id):
+        """Every writer takes the family row before its tokens, so writers never deadlock."""
+        list(select_for_update(cls.select(cls.id).where(cls.id == family_id)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Token(BaseModel):
         """
         now = utcnow()
         with write_txn():
+            TokenFamily.lock(family_id)
             won = (
                 cls.update(used_at=now)
                 .where(

@@ -31,7 +31,8 @@ def database_url(tmp_path_factory):
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
-    models.db.close()
+    if models.db.obj is not None:
+        models.db.close()
     admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
 
