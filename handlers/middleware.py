@@ -84,12 +84,15 @@ DIGITS = re.compile(r"[0-9]+")
 
 
 class Route:
-    def __init__(self, template, methods):
+    def __init__(self, template, operations):
         self.pattern = re.compile("^" + re.sub(r"\{[^}/]+\}", "([^/]+)", template) + "$")
-        documented = {method.upper() for method in methods}
+        documented = {method.upper() for method in operations}
+        bodiless = {method.upper() for method, operation in operations.items() if "requestBody" not in operation}
         if "GET" in documented:
             documented.add("HEAD")
+            bodiless.add("HEAD")
         self.methods = frozenset(documented)
+        self.bodiless = frozenset(bodiless)
         self.allow = ", ".join(method for method in METHOD_ORDER if method in documented)
 
 
@@ -99,13 +102,16 @@ class RouteGuard:
     - a trailing slash is another, unknown path (404, where starlette would redirect);
     - an undocumented method is 405 with an `Allow` naming every method of the path;
     - a path id that is not all digits still routes (as 0, which the schema rejects), so the
-      caller is authenticated before hearing `Invalid <thing> ID` (contract 1.10).
+      caller is authenticated before hearing `Invalid <thing> ID` (contract 1.10);
+    - an operation without a request body ignores Content-Type (contract 1.2), so the header
+      is dropped before connexion tries to parse a body by it.
     """
 
     def __init__(self, app, paths):
         self.app = app
         self.routes = [
-            Route(template, [m for m in item if m.upper() in METHOD_ORDER]) for template, item in paths.items()
+            Route(template, {m: op for m, op in item.items() if m.upper() in METHOD_ORDER})
+            for template, item in paths.items()
         ]
 
     def match(self, path):
@@ -126,9 +132,10 @@ class RouteGuard:
             return await self.app(scope, receive, send)
         if scope["method"] not in route.methods:
             raise method_not_allowed(route.allow)
-        ids = found.groups()
-        if not all(DIGITS.fullmatch(segment) for segment in ids):
+        if not all(DIGITS.fullmatch(segment) for segment in found.groups()):
             scope = dict(scope, path=self.with_zero_ids(path, found))
+        if scope["method"] in route.bodiless:
+            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k != b"content-type"])
         await self.app(scope, receive, send)
 
     @staticmethod

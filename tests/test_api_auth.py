@@ -123,6 +123,8 @@ def test_login_invalid_credentials_are_indistinguishable(api, new_client):
         stored_hash = models.Client.get_by_id(client.id).secret_hash
     attempts = [
         {"username": "ock_unknown", "password": secret},
+        {"username": key + "\x00", "password": secret},
+        {"username": "\x00", "password": "\x00"},
         {"username": key, "password": secret + "x"},
         {"username": key, "password": stored_hash},  # the stored hash is not the secret
         {"username": inactive_key, "password": inactive_secret},

@@ -20,7 +20,7 @@ def audit_log(caplog):
 
 
 def test_every_auth_event_is_one_json_line_without_secrets(migrated, new_client, audit_log, caplog):
-    app = create_app(make_settings(migrated, OCTOPUS_RATE_LIMIT_PROFILE="sandbox", OCTOPUS_RATE_LIMITS="login=4"))
+    app = create_app(make_settings(migrated, OCTOPUS_RATE_LIMIT_PROFILE="sandbox", OCTOPUS_RATE_LIMITS="login=3"))
     client, key, secret = new_client()
     with app.test_client(client=TEST_PEER) as api:
         api.post("/auth/login", json={"username": key, "password": "wrong-" + secret})
@@ -30,20 +30,22 @@ def test_every_auth_event_is_one_json_line_without_secrets(migrated, new_client,
         api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse
         fresh = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]
         api.post("/auth/logout", headers=bearer(fresh["access_token"]))
-        api.post("/auth/login", json={"username": key, "password": secret})  # 5th: rate limited
+        api.post("/auth/login", json={"username": key, "password": secret})  # 4th: rate limited
         with models.db.connection_context():
             client.allow_network("192.0.2.0/24")
         other = new_client()
         with models.db.connection_context():
             other[0].allow_network("192.0.2.0/24")
-        api.post("/auth/login", json={"username": other[1], "password": other[2]})  # ip denied
+    with app.test_client(client=("198.51.100.77", 5000)) as outsider:
+        outsider.post("/auth/login", json={"username": other[1], "password": other[2]})  # ip denied
     events = audit_log()
     assert [e["event"] for e in events] == [
         "login.failure", "login.success", "refresh.success", "refresh.reuse_detected", "refresh.failure",
         "login.success", "logout", "rate_limited", "ip.denied",
     ]
     assert events[1]["request_id"] == "audit-1"
-    assert all(e["ip"] == TEST_PEER[0] and e["request_id"] for e in events)
+    assert all(e["ip"] == TEST_PEER[0] and e["request_id"] for e in events[:-1])
+    assert events[-1]["ip"] == "198.51.100.77"
     assert [e["client_id"] for e in events][1:7] == [client.id] * 6
     assert events[-1]["client_id"] == other[0].id
     everything = caplog.text + "".join(r.getMessage() for r in caplog.records)
