@@ -6,12 +6,14 @@ import json
 import logging
 import time
 
+from handlers.metrics import AUTH_EVENTS
 from handlers.middleware import REQUEST_ID
 
 logger = logging.getLogger("octopus_cards.audit")
 
 
 def audit(event, address=None, client_id=None, **fields):
+    AUTH_EVENTS.labels(event).inc()
     if not logger.isEnabledFor(logging.INFO):
         return
     record = {

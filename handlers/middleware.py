@@ -1,16 +1,21 @@
 """Pure-ASGI middleware: the request id and response headers, and the routing rules of
 contract 1.1 and 2.5 that starlette's router would otherwise answer differently."""
 import contextvars
+import json
+import logging
 import re
+import time
 
 from ksuid import Ksuid
 from starlette.datastructures import MutableHeaders
 
 from handlers.errors import method_not_allowed, not_found, payload_too_large
+from handlers.metrics import LATENCY, REQUESTS
 
 REQUEST_ID = contextvars.ContextVar("request_id", default="-")
 VALID_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,63}")
 RUNTIME_KEY = "octopus.runtime"
+access_log = logging.getLogger("octopus_cards.access")
 
 
 def request_id_from(headers):
@@ -22,7 +27,8 @@ def request_id_from(headers):
 
 
 class RequestContext:
-    """Outermost: every response, errors included, carries X-Request-Id (and no-store on /auth/).
+    """Outermost: every response, errors included, carries X-Request-Id (and no-store on /auth/);
+    every request is counted and timed by operation and status, and logged as one JSON line.
 
     It also hands the app's runtime (settings, token codec) to everything below it.
     """
@@ -34,12 +40,18 @@ class RequestContext:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = time.perf_counter()
         request_id = request_id_from(scope["headers"])
         scope[RUNTIME_KEY] = self.runtime
+        # Shared with the copies of the scope made below us, so routing's notes come back up.
+        extensions = scope.setdefault("extensions", {})
         no_store = scope["path"].startswith("/auth/")
+        status = 500
 
         async def send_with_headers(message):
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-Id"] = request_id
                 if no_store:
@@ -51,6 +63,21 @@ class RequestContext:
             await self.app(scope, receive, send_with_headers)
         finally:
             REQUEST_ID.reset(token)
+            elapsed = time.perf_counter() - started
+            operation = extensions.get("connexion_routing", {}).get("operation_id") or "unrouted"
+            REQUESTS.labels(operation, str(status)).inc()
+            LATENCY.labels(operation).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(json.dumps({
+                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "operation": operation,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "peer": scope["client"][0] if scope.get("client") else None,
+                }))
 
 
 class BodyLimit:

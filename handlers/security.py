@@ -7,6 +7,7 @@ from connexion import request as current_request
 from handlers.audit import audit
 from handlers.client_ip import client_address, is_allowed
 from handlers.errors import ApiError, ip_not_authorized, unauthorized
+from handlers.metrics import RATE_LIMITED
 from handlers.middleware import RUNTIME_KEY
 from handlers.ratelimit import enforce
 from handlers.tokens import ACCESS, TokenCodec, TokenRejected
@@ -55,6 +56,7 @@ def limit(settings, limit_class, key, address, client_id=None):
     try:
         enforce(settings, limit_class, key)
     except ApiError:
+        RATE_LIMITED.labels(limit_class).inc()
         audit("rate_limited", address, client_id, limit_class=limit_class)
         raise
 

@@ -3,7 +3,9 @@ import argparse
 import copy
 import json
 import logging
+import os
 import sys
+import tempfile
 
 from peewee import DatabaseError
 
@@ -184,6 +186,7 @@ def log_config():
     }
     config["loggers"]["octopus_cards"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
     config["loggers"]["octopus_cards.audit"] = {"handlers": ["audit"], "level": "INFO", "propagate": False}
+    config["loggers"]["octopus_cards.access"] = {"handlers": ["audit"], "level": "INFO", "propagate": False}
     return config
 
 
@@ -195,6 +198,9 @@ def serve(args, settings):
             Client.bootstrap(settings.secret_pepper, *settings.bootstrap_client)
     if args.demo:
         create_demo_client(settings)
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Every worker writes its metrics here; a scrape of any worker adds them all up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="octopus-metrics-")
     uvicorn.run(
         "octopus_cards.app:create_app",
         factory=True,
@@ -206,6 +212,7 @@ def serve(args, settings):
         proxy_headers=False,
         server_header=False,
         log_config=log_config(),
+        access_log=False,  # ours is JSON with the request id (octopus_cards.access)
     )
 
 
