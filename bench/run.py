@@ -1,0 +1,976 @@
+#!/usr/bin/env python3
+"""Benchmark octopus-cards against two baselines doing the same work on the same database.
+
+    python bench/run.py [--seconds N] [--rounds R] [--database sqlite|postgresql]
+                        [--workers 1|2|1,2] [--scenarios get,login,...] [--scale] [--smoke]
+
+Needs: the project installed (`pip install -e '.[bench]'`: fastapi, matplotlib) and wrk
+(`apt-get install wrk`). For PostgreSQL: a server reachable at $OCTOPUS_BENCH_POSTGRES_URL
+(default postgresql://postgres@127.0.0.1:5432/test); the run creates its own database there and
+drops it at the end.
+
+What one invocation does, all on 127.0.0.1 and bounded in time:
+
+1. makes a fresh database (a SQLite file in a temp dir, or a new PostgreSQL database), runs
+   `octopus-cards migrate` and provisions a client with `octopus-cards client create --json`;
+2. checks that the three servers give the same answers: `octopus-cards serve`, the FastAPI
+   baseline (bench/baseline_fastapi.py, what a team would otherwise pick) and the raw Starlette
+   floor (bench/baseline_starlette.py), all on uvicorn with `serve`'s settings;
+3. for each scenario, in R rounds, measures each server in turn (octopus, fastapi, starlette,
+   octopus, ...), each time started fresh (so only the measured server holds database
+   connections), warmed up, then loaded by wrk with 32 connections for seconds/R seconds:
+     get           GET /api/v1/currencies, authenticated (165 rows of JSON)
+     get_one       GET /api/v1/currencies/1, authenticated (tiny body: mostly auth + framework)
+     login         POST /auth/login
+     refresh       POST /auth/refresh, every request with a fresh unused refresh token
+                   (a pre-minted pool, cycled by a wrk Lua script, never reused)
+     logout_login  POST /auth/logout then POST /auth/login, alternating; one client per
+                   connection (logout revokes all of a client's tokens); rps counts both
+4. prints a markdown table (rps, p50, p99, errors, ratios vs FastAPI and vs Starlette, the
+   issue's goals) and writes bench/results/<timestamp>.json and .png;
+5. with --scale, the scale probe: GET /api/v1/currencies/1 on octopus-cards with 1,000 vs
+   1,000,000 issued-token rows (two databases, measured interleaved, at 1 and 32
+   connections), and the time of one logout for a client with 10,000 vs 100 outstanding tokens.
+
+--workers 1,2 runs every server with 1 and with 2 worker processes and reports the factor.
+--smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe).
+Rate limits are off in every server (OCTOPUS_RATE_LIMIT_PROFILE=off): the baselines have none.
+--octopus-env NAME=VALUE passes extra settings to octopus-cards only (e.g. to measure the cost
+of rate limiting: --octopus-env OCTOPUS_RATE_LIMIT_PROFILE=production --octopus-env
+OCTOPUS_RATE_LIMITS=login=1000000000,refresh=1000000000,default=1000000000).
+Every process started is stopped on exit, Ctrl-C and errors included.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LUA = BENCH / "lua"
+RESULTS = BENCH / "results"
+HOST = "127.0.0.1"
+CONNECTIONS = 32
+SERVERS = ("octopus", "fastapi", "starlette")
+POSTGRES_ADMIN_URL = (
+    os.environ.get("OCTOPUS_BENCH_POSTGRES_URL")
+    or os.environ.get("OCTOPUS_TEST_POSTGRES_URL")
+    or "postgresql://postgres@127.0.0.1:5432/test"
+)
+STARTUP_TIMEOUT = 60
+STOP_TIMEOUT = 10
+CLIENT_NETWORK = "127.0.0.0/8"  # every client has an allowlist entry, so the IP check does work
+
+SCENARIOS = {
+    "get": dict(title="GET /api/v1/currencies", script="get.lua", threads=1,
+                env={"BENCH_PATH": "/api/v1/currencies"}),
+    "get_one": dict(title="GET /api/v1/currencies/1", script="get.lua", threads=1,
+                    env={"BENCH_PATH": "/api/v1/currencies/1"}),
+    "login": dict(title="POST /auth/login", script="login.lua", threads=1, env={}),
+    "refresh": dict(title="POST /auth/refresh", script="refresh.lua", threads=1, env={}),
+    "logout_login": dict(title="POST /auth/logout + login", script="logout_login.lua", threads=CONNECTIONS, env={}),
+}
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# -- processes: every one registered, every one stopped ------------------------------------------
+
+LIVE = []
+
+
+def spawn(cmd, **kwargs):
+    process = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, **kwargs)
+    LIVE.append(process)
+    return process
+
+
+def stop_process(process, timeout=STOP_TIMEOUT):
+    try:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its own group: uvicorn workers included
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait(timeout=timeout)
+    finally:
+        if process in LIVE:
+            LIVE.remove(process)
+
+
+def stop_all():
+    for process in list(LIVE):
+        try:
+            stop_process(process, timeout=3)
+        except Exception as exc:  # keep stopping the others
+            log(f"could not stop pid {process.pid}: {exc}")
+
+
+def on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def octopus_executable():
+    found = shutil.which("octopus-cards", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if not found:
+        raise BenchError("the octopus-cards console script is not installed in this environment")
+    return found
+
+
+def http(method, url, body=None, token=None, timeout=30):
+    """(status, headers, parsed JSON or None); never through a proxy."""
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        response = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        response = exc
+    raw = response.read()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw
+    return response.status, {k.lower(): v for k, v in response.headers.items()}, parsed
+
+
+def percentile(histogram, p):
+    """histogram: sorted [(value_us, count)]; the smallest value with >= p% of samples at or below."""
+    total = sum(count for _, count in histogram)
+    if not total:
+        return float("nan")
+    rank = math.ceil(total * p / 100.0)
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if seen >= rank:
+            return value
+    return histogram[-1][0]
+
+
+def merge_histograms(histograms):
+    merged = {}
+    for histogram in histograms:
+        for value, count in histogram:
+            merged[value] = merged.get(value, 0) + count
+    return sorted(merged.items())
+
+
+# -- the workspace: temp dir, databases, settings ------------------------------------------------
+
+class Workspace:
+    def __init__(self, args):
+        self.args = args
+        self.dir = Path(tempfile.mkdtemp(prefix="octopus-bench-"))
+        self.logs = self.dir / "logs"
+        self.logs.mkdir()
+        self.kid = "bench"
+        self.jwt_secret = secrets.token_urlsafe(48)
+        self.pepper = secrets.token_urlsafe(48)
+        self.postgres_databases = []
+        self._admin = None
+
+    def new_database(self, label):
+        if self.args.database == "sqlite":
+            return f"sqlite:///{self.dir / (label + '.db')}"
+        import psycopg2
+
+        if self._admin is None:
+            self._admin = psycopg2.connect(POSTGRES_ADMIN_URL)
+            self._admin.autocommit = True
+        name = f"octopus_bench_{label}_{uuid.uuid4().hex[:8]}"
+        self._admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        self.postgres_databases.append(name)
+        return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    def env(self, database_url, server=None):
+        """The environment of a server or CLI: ours, minus any OCTOPUS_* of the caller's shell."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOPUS_")}
+        env.update({
+            "OCTOPUS_DATABASE_URL": database_url,
+            "OCTOPUS_JWT_KEYS": f"{self.kid}:{self.jwt_secret}",
+            "OCTOPUS_SECRET_PEPPER": self.pepper,
+            "OCTOPUS_KEY_FILE": str(self.dir / "octopus.keys"),
+            "OCTOPUS_RATE_LIMIT_PROFILE": "off",
+            "OCTOPUS_VALIDATE_RESPONSES": "false",
+        })
+        if server == "octopus":
+            env.update(self.args.octopus_env)
+        if server in ("fastapi", "starlette"):
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
+        env.pop("PYTHONUNBUFFERED", None)
+        return env
+
+    def settings(self, database_url):
+        from octopus_cards.settings import Settings
+
+        return Settings.from_env(self.env(database_url))
+
+    def cli(self, database_url, *argv):
+        done = subprocess.run([octopus_executable(), *argv], env=self.env(database_url), capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise BenchError(f"octopus-cards {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout
+
+    def close(self):
+        import dbtools
+
+        dbtools.disconnect()
+        if self._admin is not None:
+            for name in self.postgres_databases:
+                try:
+                    self._admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except Exception as exc:
+                    log(f"could not drop database {name}: {exc}")
+            self._admin.close()
+        if self.args.keep:
+            log(f"kept {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+class Server:
+    """One of the three servers, started fresh for each measurement."""
+
+    def __init__(self, ws, kind, workers, database_url, label=None):
+        self.ws, self.kind, self.workers, self.database_url = ws, kind, workers, database_url
+        self.label = label or kind
+        self.process = None
+        self.port = None
+        self.starts = 0
+
+    def command(self):
+        if self.kind == "octopus":
+            cmd = [octopus_executable(), "serve", "--host", HOST, "--port", str(self.port)]
+            return cmd + (["--workers", str(self.workers)] if self.workers != 1 else [])
+        script = BENCH / f"baseline_{self.kind}.py"
+        return [sys.executable, str(script), "--host", HOST, "--port", str(self.port), "--workers", str(self.workers)]
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def start(self):
+        self.starts += 1
+        self.port = free_port()
+        stem = self.ws.logs / f"{self.label}-w{self.workers}-{self.starts}"
+        self.stderr_path = stem.with_suffix(".stderr")
+        with open(stem.with_suffix(".stdout"), "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = spawn(self.command(), env=self.ws.env(self.database_url, self.kind), cwd=self.ws.dir,
+                                 stdout=out, stderr=err)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.label} exited during start-up:\n{self.stderr_tail()}")
+            if self.stderr_path.read_bytes().count(b"Application startup complete.") >= self.workers:
+                try:
+                    if http("GET", self.url + "/api/v1/currencies", timeout=2)[0] == 401:
+                        return self
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.label} did not start within {STARTUP_TIMEOUT} s:\n{self.stderr_tail()}")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def stderr_tail(self, lines=30):
+        try:
+            return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# -- wrk --------------------------------------------------------------------------------------------
+
+def wrk_version():
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return (done.stdout or done.stderr).splitlines()[0].strip() if (done.stdout or done.stderr) else "?"
+
+
+def run_wrk(ws, url, script, seconds, threads, env, connections=CONNECTIONS, tag="wrk"):
+    out_path = ws.dir / f"{tag}-{uuid.uuid4().hex[:8]}.json"
+    wrk_env = dict(os.environ, BENCH_LUA_DIR=str(LUA), BENCH_WRK_OUT=str(out_path), BENCH_THREADS=str(threads), **env)
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
+           "-s", str(LUA / script), url]
+    process = spawn(cmd, env=wrk_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=seconds + 60)
+    finally:
+        stop_process(process, timeout=5)
+    if process.returncode != 0 or not out_path.exists():
+        raise BenchError(f"wrk failed ({process.returncode}): {stderr.strip() or stdout.strip()}")
+    result = json.loads(out_path.read_text())
+    out_path.unlink()
+    result["histogram"] = sorted((int(v), int(c)) for v, c in result["histogram"])
+    return result
+
+
+# -- scenarios: what each needs before a run ----------------------------------------------------------
+
+class Bench:
+    def __init__(self, ws, args):
+        self.ws, self.args = ws, args
+        self.database_url = ws.new_database("main")
+        self.runs = []
+        self.rates = {}  # (scenario, kind, workers) -> last measured rps, to size token pools
+
+    def setup(self):
+        import dbtools
+
+        log(f"database: {self.database_url.split('@')[-1]}")
+        self.ws.cli(self.database_url, "migrate")
+        created = json.loads(self.ws.cli(self.database_url, "client", "create", "--name", "bench",
+                                         "--ip", CLIENT_NETWORK, "--json"))
+        self.client_id, self.api_key, self.secret = created["client_id"], created["api_key"], created["api_secret"]
+        self.settings = self.ws.settings(self.database_url)
+        dbtools.connect(self.database_url)
+        self.access_token = dbtools.mint_pairs(self.settings, self.client_id, 1)[0][0]
+        dbtools.disconnect()
+
+    def pool_size(self, kind, workers, seconds):
+        known = [rate for (scenario, k, w), rate in self.rates.items()
+                 if w == workers and scenario in ("login", "refresh") and (scenario == "login" or k == kind)]
+        estimate = max(known) if known else 2500.0 * workers
+        return int(estimate * 2.0 * seconds) + 500
+
+    def prepare(self, scenario, kind, workers, seconds, tag):
+        """The environment for one wrk run of `scenario`; mints what it consumes."""
+        import dbtools
+
+        env = dict(SCENARIOS[scenario]["env"])
+        if scenario.startswith("get"):
+            env["BENCH_TOKEN"] = self.access_token
+        elif scenario == "login":
+            env.update(BENCH_USERNAME=self.api_key, BENCH_PASSWORD=self.secret)
+        elif scenario == "refresh":
+            count = self.pool_size(kind, workers, seconds)
+            dbtools.connect(self.database_url)
+            pairs = dbtools.mint_pairs(self.settings, self.client_id, count)
+            dbtools.disconnect()
+            path = self.ws.dir / f"refresh-{tag}.txt"
+            path.write_text("".join(refresh + "\n" for _, refresh in pairs))
+            env["BENCH_TOKENS"] = str(path)
+        elif scenario == "logout_login":
+            dbtools.connect(self.database_url)
+            clients = dbtools.provision_clients(self.settings, SCENARIOS[scenario]["threads"], f"cycle-{tag}", [CLIENT_NETWORK])
+            dbtools.disconnect()
+            path = self.ws.dir / f"clients-{tag}.txt"
+            path.write_text("".join(f"{key} {secret}\n" for _, key, secret in clients))
+            env["BENCH_CLIENTS"] = str(path)
+        return env
+
+    def measure(self, scenario, kind, workers, round_index, seconds):
+        spec = SCENARIOS[scenario]
+        tag = f"{scenario}-{kind}-w{workers}-r{round_index}"
+        warm_env = self.prepare(scenario, kind, workers, self.args.warmup, tag + "-warm")
+        env = self.prepare(scenario, kind, workers, seconds, tag)
+        with Server(self.ws, kind, workers, self.database_url) as server:
+            run_wrk(self.ws, server.url, spec["script"], self.args.warmup, spec["threads"], warm_env, tag="warm")
+            result = run_wrk(self.ws, server.url, spec["script"], seconds, spec["threads"], env, tag=tag)
+        result.update(scenario=scenario, server=kind, workers=workers, round=round_index)
+        result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+        self.rates[(scenario, kind, workers)] = result["rps"]
+        errors = sum(result["errors"].values())
+        note = ""
+        if scenario == "refresh":
+            note = f", {result['tokens_sent']}/{result['pool_size']} pool tokens"
+            if result["exhausted_threads"]:
+                note += " (POOL EXHAUSTED: result invalid, raise the pool)"
+        if scenario == "logout_login":
+            note = f", {result['logins']} logins/{result['logouts']} logouts, {result['failures']} failures"
+        log(f"  {scenario:<12} {kind:<9} w{workers} r{round_index}: {result['rps']:8.1f} rps, "
+            f"p50 {percentile(result['histogram'], 50) / 1000:.1f} ms, errors {errors}{note}")
+        self.runs.append(result)
+        return result
+
+    def check(self, workers):
+        """Every server answers the benchmark's requests alike (and correctly) before we time them."""
+        import dbtools
+
+        reference = None
+        for kind in SERVERS:
+            dbtools.connect(self.database_url)
+            (_, refresh_token), = dbtools.mint_pairs(self.settings, self.client_id, 1)
+            (_, key, secret), = dbtools.provision_clients(self.settings, 1, f"check-{kind}", [CLIENT_NETWORK])
+            dbtools.disconnect()
+            with Server(self.ws, kind, workers, self.database_url) as server:
+                u = server.url
+                status, headers, currencies = http("GET", u + "/api/v1/currencies", token=self.access_token)
+                expect(status == 200 and isinstance(currencies, list) and currencies, kind, "GET currencies", status, currencies)
+                expect("x-request-id" in headers and headers.get("cache-control", "").startswith("private"),
+                       kind, "reference headers", status, headers)
+                reference = reference if reference is not None else currencies
+                expect(currencies == reference, kind, "the same currency list as octopus-cards", status, currencies[:2])
+                status, _, one = http("GET", u + "/api/v1/currencies/1", token=self.access_token)
+                expect(status == 200 and one == reference[0], kind, "GET currencies/1", status, one)
+                status, headers, body = http("POST", u + "/auth/login", {"username": self.api_key, "password": self.secret})
+                expect(status == 200 and body["data"]["client_id"] == self.client_id and headers.get("cache-control") == "no-store",
+                       kind, "login", status, body)
+                status, _, body = http("POST", u + "/auth/refresh", {"refresh_token": refresh_token})
+                expect(status == 200 and set(body["data"]) == {"access_token", "refresh_token", "access_expires_at",
+                                                              "refresh_expires_at", "client_id"}, kind, "refresh", status, body)
+                status, _, body = http("POST", u + "/auth/refresh", {"refresh_token": refresh_token})
+                expect(status == 401, kind, "refresh reuse refused", status, body)
+                status, _, body = http("POST", u + "/auth/login", {"username": key, "password": secret})
+                token = body["data"]["access_token"]
+                status, _, body = http("POST", u + "/auth/logout", token=token)
+                expect(status == 200 and body == {"success": True, "data": {"message": "Successfully logged out"}},
+                       kind, "logout", status, body)
+                status, _, body = http("GET", u + "/api/v1/currencies/1", token=token)
+                expect(status == 401, kind, "token refused after logout", status, body)
+            log(f"  {kind}: answers match")
+
+    def run(self):
+        scenarios = self.args.scenarios
+        per_round = self.args.seconds / self.args.rounds
+        if per_round < 1 or per_round != int(per_round):
+            raise BenchError("--seconds / --rounds must be a whole number of seconds (wrk's unit)")
+        log(f"checking the three servers (workers={self.args.workers[0]})")
+        self.check(self.args.workers[0])
+        for scenario in scenarios:
+            log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}")
+            for round_index in range(1, self.args.rounds + 1):
+                for workers in self.args.workers:
+                    for kind in SERVERS:
+                        self.measure(scenario, kind, workers, round_index, int(per_round))
+
+
+def expect(condition, kind, what, status, detail):
+    if not condition:
+        raise BenchError(f"{kind}: {what} failed (HTTP {status}): {str(detail)[:500]}")
+
+
+# -- summaries ------------------------------------------------------------------------------------
+
+def summarise(runs):
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["scenario"], run["server"], run["workers"]), []).append(run)
+    rows = []
+    for (scenario, server, workers), group in groups.items():
+        histogram = merge_histograms(r["histogram"] for r in group)
+        requests = sum(r["requests"] for r in group)
+        duration = sum(r["duration_us"] for r in group) / 1e6
+        errors = {}
+        for r in group:
+            for name, count in r["errors"].items():
+                errors[name] = errors.get(name, 0) + count
+        exhausted = sum(r.get("exhausted_threads", 0) for r in group)
+        samples = sum(c for _, c in histogram)
+        rows.append({
+            "scenario": scenario, "server": server, "workers": workers, "rounds": len(group),
+            "requests": requests, "duration_s": round(duration, 3), "rps": requests / duration,
+            "rps_per_round": [round(r["rps"], 1) for r in group],
+            "p50_ms": percentile(histogram, 50) / 1000, "p90_ms": percentile(histogram, 90) / 1000,
+            "p99_ms": percentile(histogram, 99) / 1000,
+            "mean_ms": sum(v * c for v, c in histogram) / samples / 1000 if samples else float("nan"),
+            "max_ms": max(r["latency_max_us"] for r in group) / 1000,
+            "errors": errors, "error_count": sum(errors.values()),
+            "valid": sum(errors.values()) == 0 and not exhausted,
+        })
+    return rows
+
+
+def find(rows, scenario, server, workers):
+    for row in rows:
+        if (row["scenario"], row["server"], row["workers"]) == (scenario, server, workers):
+            return row
+    return None
+
+
+def compute_ratios(rows, scenarios, workers_list):
+    ratios = []
+    for scenario in scenarios:
+        for workers in workers_list:
+            octo = find(rows, scenario, "octopus", workers)
+            entry = {"scenario": scenario, "workers": workers}
+            for base in ("fastapi", "starlette"):
+                other = find(rows, scenario, base, workers)
+                if octo and other:
+                    entry[f"vs_{base}"] = {
+                        "rps": octo["rps"] / other["rps"],
+                        "p50": octo["p50_ms"] / other["p50_ms"],
+                        "p99": octo["p99_ms"] / other["p99_ms"],
+                    }
+            ratios.append(entry)
+    return ratios
+
+
+def compute_scaling(rows, scenarios, workers_list):
+    if len(workers_list) < 2:
+        return []
+    low, high = min(workers_list), max(workers_list)
+    out = []
+    for scenario in scenarios:
+        for server in SERVERS:
+            a, b = find(rows, scenario, server, low), find(rows, scenario, server, high)
+            if a and b:
+                out.append({"scenario": scenario, "server": server, "from": low, "to": high, "factor": b["rps"] / a["rps"]})
+    return out
+
+
+def ratio_of(ratios, scenario, workers, base):
+    for entry in ratios:
+        if entry["scenario"] == scenario and entry["workers"] == workers and f"vs_{base}" in entry:
+            return entry[f"vs_{base}"]["rps"]
+    return None
+
+
+def evaluate_goals(rows, ratios, scaling, scale, workers_list):
+    w = min(workers_list)
+    goals = []
+
+    def goal(name, value, target, met, unit="×"):
+        goals.append({"goal": name, "value": value, "target": target, "met": met, "unit": unit})
+
+    for scenario, base, target in (("get", "fastapi", 1.0), ("get", "starlette", 0.6), ("login", "fastapi", 1.0),
+                                   ("refresh", "fastapi", 1.0)):
+        value = ratio_of(ratios, scenario, w, base)
+        if value is not None:
+            goal(f"{scenario} rps vs {base} (workers={w})", value, f">= {target}", value >= target)
+    login = find(rows, "login", "octopus", 1)
+    if login:
+        goal("logins/s, one worker", login["rps"], ">= 1000", login["rps"] >= 1000, "rps")
+    if scale:
+        for conc in sorted(scale["get"]):
+            value = scale["get"][conc]["ratio_p50"]
+            rows_small = scale["get"][conc]["small"]["token_rows"]
+            rows_large = scale["get"][conc]["large"]["token_rows"]
+            goal(f"auth GET p50, {rows_large:,} vs {rows_small:,} token rows (c={conc})", value, "<= 1.2", value <= 1.2)
+        if scale.get("logout"):
+            value = scale["logout"]["ratio"]
+            goal(f"logout time, {scale['logout']['large']:,} vs {scale['logout']['small']:,} outstanding tokens",
+                 value, "<= 1.2 (independent)", value <= 1.2)
+    for entry in scaling:
+        if entry["server"] == "octopus":
+            goal(f"{entry['scenario']} rps, workers {entry['from']} -> {entry['to']} (octopus)", entry["factor"],
+                 "> 1 (report)", entry["factor"] > 1.0)
+    return goals
+
+
+def fmt_ratio(value):
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list):
+    out = []
+    out.append(f"### octopus-cards benchmark — {meta['database']}, workers {','.join(map(str, workers_list))}, "
+               f"{meta['seconds']} s per scenario per server ({meta['rounds']} interleaved rounds), "
+               f"{CONNECTIONS} connections, {meta['timestamp']}")
+    out.append("")
+    out.append("| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for scenario in scenarios:
+        for workers in workers_list:
+            for server in SERVERS:
+                row = find(rows, scenario, server, workers)
+                if not row:
+                    continue
+                vs_f = vs_s = ""
+                if server == "octopus":
+                    vs_f = fmt_ratio(ratio_of(ratios, scenario, workers, "fastapi"))
+                    vs_s = fmt_ratio(ratio_of(ratios, scenario, workers, "starlette"))
+                flag = "" if row["valid"] else " ⚠"
+                out.append(f"| {SCENARIOS[scenario]['title']} | {server} | {workers} | {row['rps']:.0f}{flag} | "
+                           f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |")
+    if scaling:
+        out.append("")
+        out.append("| scenario | server | rps factor, workers " + f"{scaling[0]['from']} → {scaling[0]['to']} |")
+        out.append("|---|---|---:|")
+        for entry in scaling:
+            out.append(f"| {SCENARIOS[entry['scenario']]['title']} | {entry['server']} | {entry['factor']:.2f}× |")
+    if scale:
+        out.append("")
+        out.append(f"Scale probe (octopus-cards, {scale['endpoint']}):")
+        out.append("")
+        out.append("| token rows | connections | rps | p50 ms | p99 ms | mean ms |")
+        out.append("|---:|---:|---:|---:|---:|---:|")
+        for conc in sorted(scale["get"]):
+            for size in ("small", "large"):
+                row = scale["get"][conc][size]
+                out.append(f"| {row['token_rows']:,} | {conc} | {row['rps']:.0f} | {row['p50_ms']:.2f} | "
+                           f"{row['p99_ms']:.2f} | {row['mean_ms']:.2f} |")
+        if scale.get("logout"):
+            lo = scale["logout"]
+            out.append("")
+            out.append(f"Logout (one request, median of {lo['repetitions']}, in the {lo['table_rows']:,}-row table): "
+                       f"{lo['small']:,} outstanding tokens {lo['small_ms']:.1f} ms, "
+                       f"{lo['large']:,} outstanding tokens {lo['large_ms']:.1f} ms ({lo['ratio']:.2f}×); "
+                       f"fastest of each: {lo['small_min_ms']:.1f} ms vs {lo['large_min_ms']:.1f} ms ({lo['ratio_min']:.2f}×)")
+    if goals:
+        out.append("")
+        out.append("| goal | measured | target | met |")
+        out.append("|---|---:|---|---|")
+        for g in goals:
+            value = f"{g['value']:.0f} rps" if g["unit"] == "rps" else f"{g['value']:.2f}×"
+            out.append(f"| {g['goal']} | {value} | {g['target']} | {'yes' if g['met'] else 'NO'} |")
+    return "\n".join(out)
+
+
+def chart(path, meta, rows, scale, scenarios, workers_list):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (2 if scenarios else 0) + (1 if scale else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.2), squeeze=False)
+    axes = list(axes[0])
+    colours = {"octopus": "#2b6cb0", "fastapi": "#38a169", "starlette": "#a0aec0"}
+    targets = [(server, w) for w in workers_list for server in SERVERS]
+    width = 0.8 / len(targets)
+    pairs = ((axes[0], "rps", "requests/s (higher is better)"), (axes[1], "p99_ms", "p99 latency, ms (lower is better)")) if scenarios else ()
+    for ax, metric, label in pairs:
+        for i, (server, w) in enumerate(targets):
+            values = [(find(rows, s, server, w) or {}).get(metric, 0) for s in scenarios]
+            xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(scenarios))]
+            hatch = "//" if w != workers_list[0] else None
+            bars = ax.bar(xs, values, width, label=f"{server}" + (f" ×{w}" if len(workers_list) > 1 else ""),
+                          color=colours[server], hatch=hatch, edgecolor="white")
+            if metric == "rps" and server == "octopus":
+                for x, s, bar in zip(xs, scenarios, bars):
+                    base = find(rows, s, "fastapi", w)
+                    if base:
+                        ax.annotate(f"{bar.get_height() / base['rps']:.2f}×F", (x, bar.get_height()),
+                                    ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(scenarios)))
+        ax.set_xticklabels([SCENARIOS[s]["title"].replace(" /", "\n/", 1) for s in scenarios], fontsize=7)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if scenarios:
+        axes[0].set_title("throughput (×F = octopus / FastAPI)")
+        axes[1].set_title("tail latency")
+    if scale:
+        ax = axes[-1]
+        labels, values = [], []
+        for conc in sorted(scale["get"]):
+            small, large = scale["get"][conc]["small"], scale["get"][conc]["large"]
+            for metric, name in (("p50_ms", "p50"), ("mean_ms", "mean")):
+                labels.append(f"GET {name}, c={conc}\n{small[metric]:.2f} → {large[metric]:.2f} ms")
+                values.append(large[metric] / small[metric])
+        if scale.get("logout"):
+            lo = scale["logout"]
+            labels.append(f"logout, {lo['small']:,} → {lo['large']:,}\ntokens: {lo['small_ms']:.1f} → {lo['large_ms']:.1f} ms")
+            values.append(lo["ratio"])
+        colours_scale = ["#2b6cb0" if v <= 1.2 else "#c53030" for v in values]
+        ax.bar(range(len(values)), values, color=colours_scale)
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:.2f}×", (x, v), ha="center", va="bottom", fontsize=8)
+        ax.axhline(1.2, color="#c53030", linestyle="--", linewidth=1, label="goal: ≤ 1.2×")
+        ax.axhline(1.0, color="#718096", linewidth=0.8)
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels(labels, fontsize=7)
+        small_rows = scale["get"][min(scale["get"])]["small"]["token_rows"]
+        large_rows = scale["get"][min(scale["get"])]["large"]["token_rows"]
+        ax.set_ylabel(f"cost at {large_rows:,} / cost at {small_rows:,} token rows")
+        ax.set_title(f"scale probe (octopus-cards, {scale['endpoint']})")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"octopus-cards vs baselines — {meta['database']}, {CONNECTIONS} connections, {meta['timestamp']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- the scale probe ----------------------------------------------------------------------------------
+
+class ScaleProbe:
+    ENDPOINT = "/api/v1/currencies/1"
+
+    def __init__(self, ws, args):
+        self.ws, self.args = ws, args
+
+    def make_database(self, label, rows):
+        import dbtools
+
+        url = self.ws.new_database(f"scale_{label}")
+        self.ws.cli(url, "migrate")
+        created = json.loads(self.ws.cli(url, "client", "create", "--name", "probe", "--ip", CLIENT_NETWORK, "--json"))
+        settings = self.ws.settings(url)
+        dbtools.connect(url)
+        started = time.monotonic()
+        fillers = [c[0] for c in dbtools.provision_clients(settings, 50, "filler", [CLIENT_NETWORK])]
+        token = dbtools.mint_pairs(settings, created["client_id"], 1)[0][0]
+        dbtools.fill_tokens(fillers, max(0, rows - dbtools.count_tokens()))
+        total = dbtools.count_tokens()
+        dbtools.disconnect()
+        log(f"  {label}: {total:,} token rows in {time.monotonic() - started:.1f} s")
+        return {"url": url, "token": token, "rows": total, "settings": settings, "client": created}
+
+    def run(self):
+        small_rows, large_rows = self.args.scale_rows
+        log(f"scale probe: {small_rows:,} vs {large_rows:,} token rows")
+        dbs = {"small": self.make_database("small", small_rows), "large": self.make_database("large", large_rows)}
+        per_round = int(self.args.seconds / self.args.rounds)
+        runs = []
+        for conc in (1, CONNECTIONS):
+            for round_index in range(1, self.args.rounds + 1):
+                for size in ("small", "large"):
+                    d = dbs[size]
+                    env = {"BENCH_PATH": self.ENDPOINT, "BENCH_TOKEN": d["token"]}
+                    with Server(self.ws, "octopus", 1, d["url"], label=f"scale-{size}") as server:
+                        run_wrk(self.ws, server.url, "get.lua", self.args.warmup, 1, env, connections=conc, tag="warm")
+                        result = run_wrk(self.ws, server.url, "get.lua", per_round, 1, env, connections=conc, tag="scale")
+                    result.update(size=size, connections=conc, round=round_index, token_rows=d["rows"])
+                    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+                    log(f"  GET c={conc:<2} {d['rows']:>9,} rows r{round_index}: {result['rps']:7.1f} rps, "
+                        f"p50 {percentile(result['histogram'], 50) / 1000:.2f} ms, errors {sum(result['errors'].values())}")
+                    runs.append(result)
+        get = {}
+        for conc in (1, CONNECTIONS):
+            get[conc] = {}
+            for size in ("small", "large"):
+                group = [r for r in runs if r["connections"] == conc and r["size"] == size]
+                histogram = merge_histograms(r["histogram"] for r in group)
+                samples = sum(c for _, c in histogram)
+                get[conc][size] = {
+                    "token_rows": dbs[size]["rows"],
+                    "requests": sum(r["requests"] for r in group),
+                    "rps": sum(r["requests"] for r in group) / (sum(r["duration_us"] for r in group) / 1e6),
+                    "p50_ms": percentile(histogram, 50) / 1000, "p99_ms": percentile(histogram, 99) / 1000,
+                    "mean_ms": sum(v * c for v, c in histogram) / samples / 1000,
+                    "errors": sum(sum(r["errors"].values()) for r in group),
+                }
+            get[conc]["ratio_p50"] = get[conc]["large"]["p50_ms"] / get[conc]["small"]["p50_ms"]
+            get[conc]["ratio_mean"] = get[conc]["large"]["mean_ms"] / get[conc]["small"]["mean_ms"]
+        logout = self.logout_probe(dbs["large"])
+        for run in runs:
+            run.pop("histogram", None)
+        return {"endpoint": "GET " + self.ENDPOINT, "get": get, "logout": logout, "runs": runs}
+
+    def logout_probe(self, d):
+        """One logout for a client with N outstanding tokens, N small vs large, interleaved."""
+        import dbtools
+
+        small, large = self.args.logout_tokens
+        reps = self.args.logout_reps
+        dbtools.connect(d["url"])
+        clients = {}
+        (_, warm_key, warm_secret), = dbtools.provision_clients(d["settings"], 1, "logout-warm", [CLIENT_NETWORK])
+        for size in (small, large):
+            clients[size] = dbtools.provision_clients(d["settings"], reps, f"logout-{size}", [CLIENT_NETWORK])
+            for client_id, _, _ in clients[size]:
+                dbtools.fill_tokens([client_id], size, live=True, analyze=False)
+        with dbtools.db.connection_context():
+            dbtools.db.execute_sql("ANALYZE")
+        rows = dbtools.count_tokens()
+        dbtools.disconnect()
+        timings = {small: [], large: []}
+        with Server(self.ws, "octopus", 1, d["url"], label="scale-logout") as server:
+            for _ in range(3):  # untimed: the first requests of a fresh process are slower
+                status, _, body = http("POST", server.url + "/auth/login", {"username": warm_key, "password": warm_secret})
+                expect(status == 200, "octopus", "login before logout", status, body)
+                http("POST", server.url + "/auth/logout", token=body["data"]["access_token"])
+            for rep in range(reps):
+                for size in (small, large):
+                    _, key, secret = clients[size][rep]
+                    status, _, body = http("POST", server.url + "/auth/login", {"username": key, "password": secret})
+                    expect(status == 200, "octopus", "login before logout", status, body)
+                    token = body["data"]["access_token"]
+                    started = time.perf_counter()
+                    status, _, body = http("POST", server.url + "/auth/logout", token=token, timeout=120)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    expect(status == 200, "octopus", "logout", status, body)
+                    timings[size].append(elapsed)
+                    log(f"  logout with {size + 2:>6,} outstanding tokens: {elapsed:7.1f} ms")
+        small_ms, large_ms = statistics.median(timings[small]), statistics.median(timings[large])
+        return {"small": small, "large": large, "repetitions": reps, "table_rows": rows,
+                "small_ms": small_ms, "large_ms": large_ms, "ratio": large_ms / small_ms,
+                "small_min_ms": min(timings[small]), "large_min_ms": min(timings[large]),
+                "ratio_min": min(timings[large]) / min(timings[small]),
+                "timings_ms": {str(k): v for k, v in timings.items()}}
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+def versions():
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("connexion", "starlette", "fastapi", "pydantic", "uvicorn", "uvloop", "httptools", "peewee",
+                 "pyjwt", "psycopg2-binary"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    out["wrk"] = wrk_version()
+    return out
+
+
+def git_state():
+    def git(*argv):
+        done = subprocess.run(["git", "--no-optional-locks", *argv], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=None,
+                        help="seconds of measurement per scenario per server (default 10; --smoke 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds the seconds are split into (default 2; --smoke 1)")
+    parser.add_argument("--warmup", type=int, default=None, help="seconds of warm-up before each measurement (default 2; --smoke 1)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", default="1", help="worker processes per server, or a list to compare: 1,2")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
+    parser.add_argument("--scale", action="store_true", help="also run the scale probe")
+    parser.add_argument("--scale-only", action="store_true", help="run only the scale probe")
+    parser.add_argument("--scale-rows", default=None, help="small,large token rows (default 1000,1000000; --smoke 1000,20000)")
+    parser.add_argument("--logout-tokens", default=None, help="small,large outstanding tokens (default 100,10000; --smoke 100,1000)")
+    parser.add_argument("--logout-reps", type=int, default=None, help="logouts per size (default 9; --smoke 2)")
+    parser.add_argument("--smoke", action="store_true", help="a quick run: 2 s per scenario per server, small scale probe")
+    parser.add_argument("--octopus-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra setting for octopus-cards only (repeatable)")
+    parser.add_argument("--output", default=str(RESULTS), help="directory for the JSON and PNG (default bench/results)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (databases, server logs)")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    args.seconds = args.seconds or (2 if smoke else 10)
+    args.rounds = args.rounds or (1 if smoke else 2)
+    args.warmup = args.warmup or (1 if smoke else 2)
+    args.logout_reps = args.logout_reps or (2 if smoke else 9)
+
+    def pair(text, default):
+        a, b = (int(x.replace("_", "")) for x in (text or default).split(","))
+        return a, b
+
+    args.scale_rows = pair(args.scale_rows, "1000,20000" if smoke else "1000,1000000")
+    args.logout_tokens = pair(args.logout_tokens, "100,1000" if smoke else "100,10000")
+    args.workers = [int(w) for w in args.workers.split(",")]
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    env = {}
+    for item in args.octopus_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("OCTOPUS_"):
+            parser.error(f"--octopus-env takes OCTOPUS_NAME=VALUE, not {item!r}")
+        env[name] = value
+    args.octopus_env = env
+    args.scale = args.scale or args.scale_only
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_sigterm)
+    started = time.monotonic()
+    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    ws = Workspace(args)
+    try:
+        meta = {
+            "timestamp": timestamp, "database": args.database, "workers": args.workers, "seconds": args.seconds,
+            "rounds": args.rounds, "warmup": args.warmup, "connections": CONNECTIONS, "smoke": args.smoke,
+            "octopus_env": args.octopus_env, "cpus": os.cpu_count(), "platform": platform.platform(),
+            "versions": versions(), "git": git_state(), "loadavg_start": os.getloadavg(),
+        }
+        if os.getloadavg()[0] > 1.0:
+            log(f"warning: the machine is busy (load average {os.getloadavg()[0]:.1f}); ratios are measured "
+                "interleaved, but expect noise")
+        rows, ratios, scaling, runs = [], [], [], []
+        scenarios = [] if args.scale_only else args.scenarios
+        if scenarios:
+            bench = Bench(ws, args)
+            bench.setup()
+            bench.run()
+            runs = bench.runs
+            rows = summarise(runs)
+            ratios = compute_ratios(rows, scenarios, args.workers)
+            scaling = compute_scaling(rows, scenarios, args.workers)
+        scale = ScaleProbe(ws, args).run() if args.scale else None
+        goals = evaluate_goals(rows, ratios, scaling, scale, args.workers)
+        meta["elapsed_s"] = round(time.monotonic() - started, 1)
+        meta["loadavg_end"] = os.getloadavg()
+        table = markdown(meta, rows, ratios, scaling, scale, goals, scenarios, args.workers)
+        output = Path(args.output)
+        output.mkdir(parents=True, exist_ok=True)
+        stem = output / f"{timestamp}-{args.database}"
+        for run in runs:
+            run["histogram_points"] = len(run.pop("histogram"))
+        data = {"meta": meta, "summary": rows, "ratios": ratios, "scaling": scaling, "scale": scale,
+                "goals": goals, "runs": runs, "table_markdown": table}
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+        chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers)
+        print(table)
+        print()
+        print(f"results: {stem.with_suffix('.json')}\nchart:   {stem.with_suffix('.png')}")
+        log(f"done in {meta['elapsed_s']} s")
+        invalid = [r for r in rows if not r["valid"]]
+        if invalid:
+            log("some measurements had errors or ran out of tokens (marked ⚠): see the JSON")
+            return 1
+        return 0
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stop_all()
+        ws.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
