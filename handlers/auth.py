@@ -24,15 +24,16 @@ def login(body):
     rt, address = runtime(), caller_address()
     limit(rt.settings, "login", f"ip:{address}", address)
     limit(rt.settings, "login", f"key:{digest(body['username'])}", address)
-    client = Client.authenticate(rt.settings.secret_pepper, body["username"], body["password"])
-    if client is None:
+    authenticated = Client.authenticate(rt.settings.secret_pepper, body["username"], body["password"])
+    if authenticated is None:
         audit("login.failure", address)
         raise unauthorized("Invalid credentials")
-    require_allowed(address, client.networks(), client.id)
-    pair = rt.codec.issue_pair(client.id)
-    Token.record_login(client.id, pair)
-    audit("login.success", address, client.id)
-    return token_response(client.id, pair)
+    client_id, networks = authenticated
+    require_allowed(address, networks, client_id)
+    pair = rt.codec.issue_pair(client_id)
+    Token.record_login(client_id, pair)
+    audit("login.success", address, client_id)
+    return token_response(client_id, pair)
 
 
 @db.connection_context()

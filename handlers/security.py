@@ -92,4 +92,4 @@ async def check_bearer(token, required_scopes=None, request=None):
     except TokenRejected as rejected:
         raise unauthorized("Token expired" if rejected.expired else "Invalid token") from None
     state = await anyio.to_thread.run_sync(authorize, rt.settings, verified, caller_address(request))
-    return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti}
+    return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti, "features": state.features}

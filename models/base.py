@@ -2,6 +2,9 @@
 import datetime
 from pathlib import Path
 
+import contextlib
+import threading
+
 from peewee import DatabaseProxy, Model, SqliteDatabase
 from playhouse import migrations
 from playhouse.db_url import connect as connect_url
@@ -10,10 +13,12 @@ db = DatabaseProxy()
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"}
-SQLITE_BUSY_TIMEOUT = 5
-# AnyIO runs at most 40 handler threads per process, plus the security lookups.
-POSTGRES_POOL_SIZE = 64
+# busy_timeout: how long a writer of another process waits for the lock (milliseconds).
+SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 5000}
+# AnyIO runs at most 40 worker threads per process; each may hold one connection.
+POOL_SIZE = 64
+# Writers of one process queue here rather than in SQLite's sleep-and-retry busy handler.
+SQLITE_WRITE_LOCK = threading.RLock()
 
 
 class BaseModel(Model):
@@ -30,17 +35,20 @@ def utcnow():
 def connect(url):
     """Bind the models to the database at `url` (sqlite:///path or postgresql://...)."""
     scheme, sep, rest = url.partition("://")
+    # Handlers open and close a connection per request: a pool makes that a check-out, and
+    # the pragmas are set once per connection instead of once per request.
     if scheme == "sqlite":
         database = connect_url(
-            url, pragmas=SQLITE_PRAGMAS, timeout=SQLITE_BUSY_TIMEOUT, autoconnect=False
+            f"sqlite+pool://{rest}",
+            pragmas=SQLITE_PRAGMAS,
+            max_connections=POOL_SIZE,
+            stale_timeout=300,
+            check_same_thread=False,
+            autoconnect=False,
         )
     elif scheme in ("postgres", "postgresql"):
-        # Handlers open and close a connection per request: a pool makes that a check-out.
         database = connect_url(
-            f"postgres+pool://{rest}",
-            max_connections=POSTGRES_POOL_SIZE,
-            stale_timeout=300,
-            autoconnect=False,
+            f"postgres+pool://{rest}", max_connections=POOL_SIZE, stale_timeout=300, autoconnect=False
         )
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:// or postgresql://")
@@ -48,6 +56,7 @@ def connect(url):
     return database
 
 
+@contextlib.contextmanager
 def write_txn():
     """A transaction that may read then write without a lock upgrade failing.
 
@@ -55,8 +64,11 @@ def write_txn():
     must take the write lock up front; PostgreSQL's row locks need nothing special.
     """
     if isinstance(db.obj, SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+        with SQLITE_WRITE_LOCK, db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
 
 
 def select_for_update(query):

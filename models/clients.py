@@ -4,6 +4,7 @@ import hmac
 import secrets
 
 from peewee import (
+    JOIN,
     BooleanField,
     CharField,
     DateTimeField,
@@ -79,16 +80,24 @@ class Client(BaseModel):
 
     @classmethod
     def authenticate(cls, pepper, api_key, secret):
-        """The active client owning this key and secret, else None.
+        """(client id, allowlist) of the active client owning this key and secret, else None.
 
-        An unknown key or an inactive client costs the same hash and comparison as a known one.
+        One query. An unknown key or an inactive client costs the same hash and comparison.
         """
-        # No key holds a NUL, and PostgreSQL refuses one in a query: it is simply unknown.
-        client = cls.get_or_none(cls.api_key == api_key) if "\x00" not in api_key else None
-        stored = client.secret_hash if client else DUMMY_HASH
+        rows = (
+            []  # no key holds a NUL, and PostgreSQL refuses one in a query: it is simply unknown
+            if "\x00" in api_key
+            else list(
+                cls.select(cls.id, cls.secret_hash, cls.is_active, ClientIpAllow.cidr)
+                .join(ClientIpAllow, JOIN.LEFT_OUTER)
+                .where(cls.api_key == api_key)
+                .tuples()
+            )
+        )
+        stored = rows[0][1] if rows else DUMMY_HASH
         matches = hmac.compare_digest(hash_secret(pepper, secret), stored)
-        if matches and client.is_active:
-            return client
+        if matches and rows[0][2]:
+            return rows[0][0], tuple(row[3] for row in rows if row[3] is not None)
         return None
 
     def set_active(self, active):
@@ -121,13 +130,6 @@ class Client(BaseModel):
             .execute()
         )
 
-    @classmethod
-    def has_feature(cls, client_id, feature):
-        return (
-            ClientFeature.select()
-            .where((ClientFeature.client == client_id) & (ClientFeature.feature == feature))
-            .exists()
-        )
 
 
 # Never equal to a real hash (not hex), so an unknown key can never match.

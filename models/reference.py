@@ -13,15 +13,9 @@ class ReferenceModel(BaseModel):
 
     @classmethod
     def active(cls):
-        return [row.as_dict() for row in cls.select().where(cls.is_active).order_by(cls.id)]
-
-    @classmethod
-    def find_active(cls, row_id):
-        row = cls.get_or_none((cls.id == row_id) & cls.is_active)
-        return row.as_dict() if row else None
-
-    def as_dict(self):
-        return {name: getattr(self, name) for name in ("id",) + self.PUBLIC_FIELDS}
+        """Every active row as a dict of its public fields, by id."""
+        fields = [cls.id] + [getattr(cls, name) for name in cls.PUBLIC_FIELDS]
+        return list(cls.select(*fields).where(cls.is_active).order_by(cls.id).dicts())
 
 
 class Country(ReferenceModel):

@@ -5,11 +5,12 @@ reuse detection and deactivation bite at once, in every worker, and survive rest
 """
 import dataclasses
 import datetime
+import functools
 
 from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
 
-from models.base import BaseModel, select_for_update, utcnow, write_txn
-from models.clients import Client, ClientIpAllow
+from models.base import BaseModel, db, select_for_update, utcnow, write_txn
+from models.clients import Client, ClientFeature, ClientIpAllow
 
 
 class TokenFamily(BaseModel):
@@ -36,6 +37,7 @@ class TokenState:
     used: bool
     client_active: bool
     networks: tuple
+    features: frozenset
 
     @property
     def live(self):
@@ -55,25 +57,14 @@ class Token(BaseModel):
 
     @classmethod
     def state(cls, jti):
-        """The token's record with its client's status and allowlist, or None if unknown."""
-        rows = list(
-            cls.select(
-                cls.client,
-                cls.family,
-                cls.token_use,
-                cls.revoked_at,
-                cls.used_at,
-                Client.is_active,
-                ClientIpAllow.cidr,
-            )
-            .join(Client)
-            .join(ClientIpAllow, JOIN.LEFT_OUTER)
-            .where(cls.jti == jti)
-            .tuples()
-        )
+        """The token's record with its client's status, allowlist and features, or None if unknown.
+
+        This runs on every authenticated request: its SQL is built once per database.
+        """
+        rows = db.execute_sql(state_sql(db.obj), (jti,)).fetchall()
         if not rows:
             return None
-        client_id, family_id, token_use, revoked_at, used_at, active, _ = rows[0]
+        client_id, family_id, token_use, revoked_at, used_at, active, _, _ = rows[0]
         return TokenState(
             client_id=client_id,
             family_id=family_id,
@@ -81,7 +72,8 @@ class Token(BaseModel):
             revoked=revoked_at is not None,
             used=used_at is not None,
             client_active=bool(active),
-            networks=tuple(row[-1] for row in rows if row[-1] is not None),
+            networks=tuple(sorted({row[6] for row in rows if row[6] is not None})),
+            features=frozenset(row[7] for row in rows if row[7] is not None),
         )
 
     @classmethod
@@ -170,3 +162,25 @@ class Token(BaseModel):
                 & (TokenFamily.created_at < cutoff)
             ).execute()
         return removed
+
+
+@functools.lru_cache(maxsize=None)
+def state_sql(database):
+    """SELECT token, client, allowlist and features for one jti, in `database`'s dialect."""
+    query = (
+        Token.select(
+            Token.client,
+            Token.family,
+            Token.token_use,
+            Token.revoked_at,
+            Token.used_at,
+            Client.is_active,
+            ClientIpAllow.cidr,
+            ClientFeature.feature,
+        )
+        .join(Client)
+        .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
+        .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
+        .where(Token.jti == "")
+    )
+    return query.sql()[0]  # `database` is the proxy's current target: the key of this cache

@@ -38,6 +38,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     bootstrap_client: tuple = dataclasses.field(default=(), repr=False)
     prune_interval: int = 3600
+    reference_cache_ttl: int = 60
     key_file: str = ""
     validate_responses: bool = False
     swagger_ui: bool = True
@@ -72,6 +73,7 @@ class Settings:
             max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
+            reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
             key_file=key_file,
             validate_responses=parse_bool(env, "OCTOPUS_VALIDATE_RESPONSES", cls.validate_responses),
             swagger_ui=parse_bool(env, "OCTOPUS_SWAGGER_UI", cls.swagger_ui),

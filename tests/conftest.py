@@ -47,6 +47,8 @@ def base_env(database_url, tmp_path_factory):
         "OCTOPUS_KEY_FILE": str(tmp_path_factory.mktemp("keys") / "octopus.keys"),
         "OCTOPUS_VALIDATE_RESPONSES": "true",
         "OCTOPUS_RATE_LIMIT_PROFILE": "off",
+        # Tests change reference rows and expect to see it at once.
+        "OCTOPUS_REFERENCE_CACHE_TTL": "0",
     }
 
 

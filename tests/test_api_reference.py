@@ -2,8 +2,10 @@
 import pytest
 
 import models
-from conftest import bearer
+from conftest import TEST_PEER, bearer, make_settings
+from handlers import reference
 from models import Category, Country, Currency, Subcategory
+from octopus_cards.app import create_app
 
 REFERENCE_CACHE = "private, max-age=86400, stale-while-revalidate=600"
 COUNTRY_FIELDS = {"id", "name", "official_name", "alpha_2", "alpha_3", "numeric_code", "dialing_prefix"}
@@ -130,3 +132,23 @@ def inactive_row(model):
 
 def test_leading_zeros_are_the_same_id(api, auth):
     assert api.get("/api/v1/currencies/001", headers=auth).json()["currency"] == "USD"
+
+
+def test_reference_answers_are_cached_for_the_configured_time(migrated, new_client):
+    cached_app = create_app(make_settings(migrated, OCTOPUS_REFERENCE_CACHE_TTL=60))
+    _, key, secret = new_client()
+    with cached_app.test_client(client=TEST_PEER) as api:
+        token = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
+        reference.CACHE.clear()
+        before = api.get("/api/v1/subcategories", headers=bearer(token)).json()
+        with models.db.connection_context():
+            row = Subcategory.create(name="Fresh")
+        try:
+            assert api.get("/api/v1/subcategories", headers=bearer(token)).json() == before
+            assert api.get(f"/api/v1/subcategories/{row.id}", headers=bearer(token)).status_code == 404
+            reference.CACHE.clear()  # what the TTL's expiry does
+            assert {"id": row.id, "name": "Fresh"} in api.get("/api/v1/subcategories", headers=bearer(token)).json()
+        finally:
+            with models.db.connection_context():
+                row.delete_instance()
+            reference.CACHE.clear()

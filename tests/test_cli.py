@@ -150,6 +150,6 @@ def test_bootstrap_client_from_the_environment(migrated, monkeypatch):
     for _ in range(2):  # idempotent
         serve(args, Settings.from_env(env))
     with models.db.connection_context():
-        client = Client.authenticate(Settings.from_env(env).secret_pepper, "ci-sandbox", secret)
-        assert client is not None and client.features() == ["esim", "topups", "vouchers"]
+        client_id, _ = Client.authenticate(Settings.from_env(env).secret_pepper, "ci-sandbox", secret)
+        assert Client.get_by_id(client_id).features() == ["esim", "topups", "vouchers"]
         assert Client.select().where(Client.api_key == "ci-sandbox").count() == 1
