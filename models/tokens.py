@@ -3,6 +3,7 @@
 Every issued JWT has a row here; a token is accepted only while its row is live, so logout,
 reuse detection and deactivation bite at once, in every worker, and survive restarts.
 """
+import concurrent.futures
 import dataclasses
 import datetime
 import functools
@@ -124,6 +125,22 @@ class Token(BaseModel):
             else:
                 cls.revoke_family(family_id, now)
         return won
+
+    @classmethod
+    def landed_despite_failure(cls, jti):
+        """After the connection died during a write: was `jti` recorded all the same?
+
+        A COMMIT can reach the server while its acknowledgement is lost. Asked on a new
+        connection, from another thread (peewee's connection state is per thread, and this
+        one's is broken); raises again while the database is still unreachable.
+        """
+
+        def recorded():
+            with db.connection_context():
+                return cls.select().where(cls.jti == jti).exists()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as one_off:
+            return one_off.submit(recorded).result()
 
     @classmethod
     def revoke_family(cls, family_id, now=None):
