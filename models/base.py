@@ -27,6 +27,36 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
+class Prepared:
+    """A statement whose SQL is built once per database, for the few that run on every request,
+    where building the SQL would cost more than running it.
+
+    `build(slot)` returns the peewee query with `slot(name)` wherever a value goes;
+    `execute(name=value, ...)` runs it with those values and returns the cursor.
+    """
+
+    def __init__(self, build):
+        self.build = build
+        self.compiled = {}
+
+    def execute(self, **values):
+        database = db.obj
+        compiled = self.compiled.get(database)
+        if compiled is None:
+            sql, slots = self.build(lambda name: SLOT + name).sql()
+            compiled = self.compiled[database] = sql, [slot[len(SLOT):] for slot in slots]
+        sql, names = compiled
+        return database.execute_sql(sql, [values[name] for name in names])
+
+    def execute_returning_id(self, **values):
+        """For an INSERT: the new row's id (RETURNING on PostgreSQL, the rowid on SQLite)."""
+        cursor = self.execute(**values)
+        return cursor.fetchone()[0] if db.obj.returning_clause else cursor.lastrowid
+
+
+SLOT = "\x00slot:"
+
+
 def utcnow():
     """Naive UTC, whole seconds: what every timestamp column stores."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)

@@ -12,7 +12,7 @@ from peewee import (
     IntegerField,
 )
 
-from models.base import BaseModel, db, utcnow
+from models.base import BaseModel, Prepared, db, utcnow
 from models.reference import Currency
 
 FEATURES = ("vouchers", "topups", "esim")
@@ -87,12 +87,7 @@ class Client(BaseModel):
         rows = (
             []  # no key holds a NUL, and PostgreSQL refuses one in a query: it is simply unknown
             if "\x00" in api_key
-            else list(
-                cls.select(cls.id, cls.secret_hash, cls.is_active, ClientIpAllow.cidr)
-                .join(ClientIpAllow, JOIN.LEFT_OUTER)
-                .where(cls.api_key == api_key)
-                .tuples()
-            )
+            else CREDENTIALS.execute(api_key=api_key).fetchall()
         )
         stored = rows[0][1] if rows else DUMMY_HASH
         matches = hmac.compare_digest(hash_secret(pepper, secret), stored)
@@ -150,3 +145,10 @@ class ClientIpAllow(BaseModel):
 
     class Meta:
         indexes = ((("client", "cidr"), True),)
+
+
+CREDENTIALS = Prepared(
+    lambda slot: Client.select(Client.id, Client.secret_hash, Client.is_active, ClientIpAllow.cidr)
+    .join(ClientIpAllow, JOIN.LEFT_OUTER)
+    .where(Client.api_key == slot("api_key"))
+)

@@ -6,11 +6,10 @@ reuse detection and deactivation bite at once, in every worker, and survive rest
 import concurrent.futures
 import dataclasses
 import datetime
-import functools
 
 from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
 
-from models.base import BaseModel, db, select_for_update, utcnow, write_txn
+from models.base import BaseModel, Prepared, db, select_for_update, utcnow, write_txn
 from models.clients import Client, ClientFeature, ClientIpAllow
 
 
@@ -62,7 +61,7 @@ class Token(BaseModel):
 
         This runs on every authenticated request: its SQL is built once per database.
         """
-        rows = db.execute_sql(state_sql(db.obj), (jti,)).fetchall()
+        rows = TOKEN_STATE.execute(jti=jti).fetchall()
         if not rows:
             return None
         client_id, family_id, token_use, revoked_at, used_at, active, _, _ = rows[0]
@@ -81,25 +80,24 @@ class Token(BaseModel):
     def record_login(cls, client_id, pair):
         """A new family holding the login's access and refresh token."""
         with write_txn():
-            family = TokenFamily.create(client=client_id)
-            cls.record_pair(client_id, family.id, pair, parent_jti=None)
+            family_id = NEW_FAMILY.execute_returning_id(client=client_id, created_at=utcnow())
+            cls.record_pair(client_id, family_id, pair, parent_jti=None)
 
     @classmethod
     def record_pair(cls, client_id, family_id, pair, parent_jti):
-        cls.insert_many(
-            [
-                {
-                    "jti": issued.jti,
-                    "client": client_id,
-                    "family": family_id,
-                    "token_use": issued.token_use,
-                    "parent_jti": parent_jti,
-                    "issued_at": issued.issued_at,
-                    "expires_at": issued.expires_at,
-                }
-                for issued in pair
-            ]
-        ).execute()
+        """The access and refresh token issued together, in their family."""
+        values = {}
+        for row, issued in enumerate(pair):
+            values.update({
+                f"jti{row}": issued.jti,
+                f"client{row}": client_id,
+                f"family{row}": family_id,
+                f"token_use{row}": issued.token_use,
+                f"parent_jti{row}": parent_jti,
+                f"issued_at{row}": issued.issued_at,
+                f"expires_at{row}": issued.expires_at,
+            })
+        INSERT_PAIR.execute(**values)
 
     @classmethod
     def rotate(cls, refresh_jti, client_id, family_id, pair):
@@ -181,23 +179,30 @@ class Token(BaseModel):
         return removed
 
 
-@functools.lru_cache(maxsize=None)
-def state_sql(database):
-    """SELECT token, client, allowlist and features for one jti, in `database`'s dialect."""
-    query = (
-        Token.select(
-            Token.client,
-            Token.family,
-            Token.token_use,
-            Token.revoked_at,
-            Token.used_at,
-            Client.is_active,
-            ClientIpAllow.cidr,
-            ClientFeature.feature,
-        )
-        .join(Client)
-        .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
-        .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
-        .where(Token.jti == "")
+
+TOKEN_STATE = Prepared(
+    lambda slot: Token.select(
+        Token.client,
+        Token.family,
+        Token.token_use,
+        Token.revoked_at,
+        Token.used_at,
+        Client.is_active,
+        ClientIpAllow.cidr,
+        ClientFeature.feature,
     )
-    return query.sql()[0]  # `database` is the proxy's current target: the key of this cache
+    .join(Client)
+    .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
+    .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
+    .where(Token.jti == slot("jti"))
+)
+
+NEW_FAMILY = Prepared(lambda slot: TokenFamily.insert(client=slot("client"), created_at=slot("created_at")))
+
+PAIR_FIELDS = ("jti", "client", "family", "token_use", "parent_jti", "issued_at", "expires_at")
+INSERT_PAIR = Prepared(
+    lambda slot: Token.insert_many(
+        [tuple(slot(f"{name}{row}") for name in PAIR_FIELDS) for row in (0, 1)],
+        fields=[getattr(Token, name) for name in PAIR_FIELDS],
+    )
+)

@@ -388,9 +388,10 @@ def test_signed_token_unknown_to_the_server(api, new_client, settings):
 
 def test_token_signed_with_another_key(api, new_client):
     client, _, _ = new_client()
-    access, _ = TokenCodec({"test-kid": b"z" * 40}, "test-kid", 60, 600).issue_pair(client.id)
+    pair = TokenCodec({"test-kid": b"z" * 40}, "test-kid", 60, 600).issue_pair(client.id)
     with models.db.connection_context():
-        Token.record_login(client.id, (access,))
+        Token.record_login(client.id, pair)
+    access = pair[0]
     response = api.get("/api/v1/countries", headers=bearer(access.token))
     assert_error(response, 401, unauthorized("Invalid token"), 'Bearer error="invalid_token"')
 
