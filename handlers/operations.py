@@ -1,8 +1,12 @@
-"""GET /health, /ready and /metrics: for operators and their probes."""
+"""GET /health, /ready and /metrics for operators and their probes; GET /openapi.json."""
+import functools
+import json
+
 from starlette.responses import Response
 
 from handlers.metrics import exposition
 from models import db
+from octopus_cards.spec import load_spec
 
 
 def health():
@@ -21,3 +25,12 @@ def metrics():
     # A ready-made response: connexion would insist on a bare `text/plain`, without the
     # format version Prometheus reads from the parameters.
     return Response(body, media_type=content_type)
+
+
+@functools.cache
+def encoded_document():
+    return json.dumps(load_spec(), ensure_ascii=False).encode()
+
+
+def openapi_document():
+    return Response(encoded_document(), media_type="application/json")

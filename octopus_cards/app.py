@@ -1,10 +1,7 @@
 """The application factory: one OpenAPI document, bound to the handlers it names."""
 import contextlib
 import logging
-from pathlib import Path
-
 import anyio
-import yaml
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -15,13 +12,7 @@ from handlers.middleware import BodyLimit, RequestContext, RouteGuard
 from handlers.security import Runtime
 from handlers.validation import VALIDATOR_MAP
 from octopus_cards.settings import Settings
-
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.yaml"
-
-
-def load_spec():
-    return yaml.safe_load(SPEC_PATH.read_text())
-
+from octopus_cards.spec import load_spec
 
 logger = logging.getLogger("octopus_cards")
 
@@ -57,7 +48,11 @@ def create_app(settings=None):
         spec,
         validator_map=VALIDATOR_MAP,
         validate_responses=settings.validate_responses,
-        swagger_ui_options=SwaggerUIOptions(swagger_ui=settings.swagger_ui, swagger_ui_path="/docs"),
+        # /openapi.json is an operation of the document itself, served as written (with its $refs,
+        # which SDK generators turn into named models); connexion would serve a resolved copy.
+        swagger_ui_options=SwaggerUIOptions(
+            swagger_ui=settings.swagger_ui, swagger_ui_path="/docs", serve_spec=False
+        ),
     )
     errors.register(app)
     app.add_middleware(

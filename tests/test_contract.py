@@ -24,7 +24,7 @@ from schemathesis.config import SchemathesisConfig
 import models
 from conftest import TEST_PEER
 from models import Client, Token
-from octopus_cards.app import load_spec
+from octopus_cards.spec import load_spec
 
 pytestmark = pytest.mark.contract
 
