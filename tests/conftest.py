@@ -59,6 +59,12 @@ def migrated(base_env):
     return base_env
 
 
+@pytest.fixture(scope="session")
+def env(migrated):
+    """The environment of a real `octopus-cards serve` on the session database (tests/live_server.py)."""
+    return migrated
+
+
 def make_settings(env, **overrides):
     return Settings.from_env({**env, **{k: str(v) for k, v in overrides.items()}})
 

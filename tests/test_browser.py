@@ -21,8 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-import models
-from live_server import LiveServer, cli_json, run_cli
+from live_server import LiveServer, cli_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -57,17 +56,6 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def env(base_env):
-    """The session database, migrated through the CLI."""
-    done = run_cli(base_env, "migrate")
-    assert done.returncode == 0, done.stderr
-    if models.db.obj is None:
-        # conftest's `database_url` teardown closes models.db; bind the proxy (nothing here uses it).
-        models.connect(base_env["OCTOPUS_DATABASE_URL"])
-    return base_env
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-import models
 from conftest import POSTGRES_ADMIN_URL
-from live_server import LiveServer, cli_json, client_port_of, run_cli
+from live_server import LiveServer, cli_json, client_port_of
 
 pytestmark = pytest.mark.e2e
 
@@ -36,18 +35,6 @@ DEMO_SECRET_LINE = re.compile(r"^  password \(API secret\): (\S+)$", re.M)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def env(base_env):
-    """The session database, migrated through the CLI."""
-    done = run_cli(base_env, "migrate")
-    assert done.returncode == 0, done.stderr
-    if models.db.obj is None:
-        # conftest's `database_url` teardown calls models.db.close(), which raises on a proxy
-        # nobody initialised (as when only this file runs). Bind it; nothing here uses it.
-        models.connect(base_env["OCTOPUS_DATABASE_URL"])
-    return base_env
 
 
 @pytest.fixture(scope="module")

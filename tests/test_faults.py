@@ -66,13 +66,6 @@ ROTATING = {"refresh": 60, "login": 25, "currencies": 15}
 
 
 @pytest.fixture(scope="module")
-def env(migrated):
-    """The session database (migrated in-process, models bound to it): servers and the token
-    table checks share it."""
-    return migrated
-
-
-@pytest.fixture(scope="module")
 def logs(tmp_path_factory):
     return tmp_path_factory.mktemp("fault-logs")
 

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pytest
 
-import models
-from live_server import LiveServer, cli_json, run_cli
+from live_server import LiveServer, cli_json
 from test_spec_lint import NODE_ENV, REPO, npx, require_node_tools  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -49,17 +48,6 @@ LOGIN, REFRESH, LOGOUT, CURRENCIES = (
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def env(base_env):
-    """The session database, migrated through the CLI (as in test_e2e.py)."""
-    done = run_cli(base_env, "migrate")
-    assert done.returncode == 0, done.stderr
-    if models.db.obj is None:
-        # conftest's `database_url` teardown closes models.db, which must then be bound.
-        models.connect(base_env["OCTOPUS_DATABASE_URL"])
-    return base_env
 
 
 @pytest.fixture(scope="module")
