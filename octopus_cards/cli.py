@@ -4,8 +4,10 @@ import copy
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from peewee import DatabaseError
 
@@ -199,8 +201,7 @@ def serve(args, settings):
     if args.demo:
         create_demo_client(settings)
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        # Every worker writes its metrics here; a scrape of any worker adds them all up.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="octopus-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir(args.port)
     uvicorn.run(
         "octopus_cards.app:create_app",
         factory=True,
@@ -214,6 +215,18 @@ def serve(args, settings):
         log_config=log_config(),
         access_log=False,  # ours is JSON with the request id (octopus_cards.access)
     )
+
+
+def fresh_metrics_dir(port):
+    """Where every worker writes its metrics, so a scrape of any worker adds them all up.
+
+    One per port, emptied at start: uvicorn ends a stopped server by its signal, so nothing
+    after `run` may be relied on to clean up.
+    """
+    path = Path(tempfile.gettempdir()) / f"octopus-metrics-{port}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    return str(path)
 
 
 def main(argv=None):
