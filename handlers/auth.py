@@ -3,8 +3,8 @@ from peewee import InterfaceError, OperationalError
 
 from handlers.audit import audit
 from handlers.errors import unauthorized
-from handlers.ratelimit import digest
-from handlers.security import caller_address, limit, require_allowed, runtime
+from handlers.ratelimit import digest, enforce
+from handlers.security import caller_address, require_allowed, runtime
 from handlers.tokens import REFRESH, TokenRejected
 from models import Client, Token, db
 
@@ -24,8 +24,8 @@ def token_response(client_id, pair):
 @db.connection_context()
 def login(body):
     rt, address = runtime(), caller_address()
-    limit(rt.settings, "login", f"ip:{address}", address)
-    limit(rt.settings, "login", f"key:{digest(body['username'])}", address)
+    enforce(rt.settings, "login", f"ip:{address}", address)
+    enforce(rt.settings, "login", f"key:{digest(body['username'])}", address)
     authenticated = Client.authenticate(rt.settings.secret_pepper, body["username"], body["password"])
     if authenticated is None:
         audit("login.failure", address)
@@ -41,7 +41,7 @@ def login(body):
 @db.connection_context()
 def refresh(body):
     rt, address = runtime(), caller_address()
-    limit(rt.settings, "refresh", f"ip:{address}", address)
+    enforce(rt.settings, "refresh", f"ip:{address}", address)
     try:
         presented = rt.codec.verify(body["refresh_token"], REFRESH)
     except TokenRejected as rejected:

@@ -2,11 +2,13 @@
 instance sharing it enforces one limit, not one each."""
 import hashlib
 
+from handlers.audit import audit
 from handlers.errors import too_many_requests
+from handlers.metrics import RATE_LIMITED
 from models import RateLimitHit
 
 
-def enforce(settings, limit_class, key):
+def enforce(settings, limit_class, key, address, client_id=None):
     """Count this request in `limit_class`'s bucket for `key`; 429 once the minute is full.
 
     Call within a database connection. Requests refused here are not counted, so
@@ -17,6 +19,8 @@ def enforce(settings, limit_class, key):
         return
     retry_after = RateLimitHit.admit(f"{limit_class}:{key}", limit)
     if retry_after is not None:
+        RATE_LIMITED.labels(limit_class).inc()
+        audit("rate_limited", address, client_id, limit_class=limit_class)
         raise too_many_requests(retry_after)
 
 

@@ -6,8 +6,7 @@ from connexion import request as current_request
 
 from handlers.audit import audit
 from handlers.client_ip import client_address, is_allowed
-from handlers.errors import ApiError, ip_not_authorized, unauthorized
-from handlers.metrics import RATE_LIMITED
+from handlers.errors import ip_not_authorized, unauthorized
 from handlers.middleware import RUNTIME_KEY
 from handlers.ratelimit import enforce
 from handlers.tokens import ACCESS, TokenCodec, TokenRejected
@@ -52,15 +51,6 @@ def require_allowed(address, networks, client_id):
         raise ip_not_authorized()
 
 
-def limit(settings, limit_class, key, address, client_id=None):
-    try:
-        enforce(settings, limit_class, key)
-    except ApiError:
-        RATE_LIMITED.labels(limit_class).inc()
-        audit("rate_limited", address, client_id, limit_class=limit_class)
-        raise
-
-
 def bearer_token(request):
     """The token of a single `Authorization: Bearer <token>` header (scheme case-insensitive)."""
     values = request.headers.getlist("authorization")
@@ -79,7 +69,7 @@ def authorize(settings, verified, address):
         if state is None or not state.live or state.token_use != ACCESS or state.client_id != verified.client_id:
             raise unauthorized("Invalid token")
         require_allowed(address, state.networks, state.client_id)
-        limit(settings, "default", f"client:{state.client_id}", address, state.client_id)
+        enforce(settings, "default", f"client:{state.client_id}", address, state.client_id)
     return state
 
 
