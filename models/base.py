@@ -101,11 +101,6 @@ def write_txn():
             yield
 
 
-def select_for_update(query):
-    """Row locks for the rest of the transaction (SQLite's write_txn already holds the whole database)."""
-    return query if isinstance(db.obj, SqliteDatabase) else query.for_update()
-
-
 def lock_for_update(name):
     """Serialise writers of `name` until the transaction ends.
 

@@ -7,9 +7,9 @@ import concurrent.futures
 import dataclasses
 import datetime
 
-from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
+from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, SqliteDatabase, fn
 
-from models.base import BaseModel, Prepared, db, select_for_update, utcnow, write_txn
+from models.base import BaseModel, Prepared, db, utcnow, write_txn
 from models.clients import Client, ClientFeature, ClientIpAllow
 
 
@@ -22,8 +22,12 @@ class TokenFamily(BaseModel):
 
     @classmethod
     def lock(cls, family_id):
-        """Every writer takes the family row before its tokens, so writers never deadlock."""
-        list(select_for_update(cls.select(cls.id).where(cls.id == family_id)))
+        """Every writer takes the family row before its tokens, so writers never deadlock.
+
+        (SQLite's write_txn already holds the whole database.)
+        """
+        if not isinstance(db.obj, SqliteDatabase):
+            LOCK_FAMILY.execute(family=family_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,15 +113,7 @@ class Token(BaseModel):
         now = utcnow()
         with write_txn():
             TokenFamily.lock(family_id)
-            won = (
-                cls.update(used_at=now)
-                .where(
-                    (cls.jti == refresh_jti)
-                    & cls.used_at.is_null()
-                    & cls.revoked_at.is_null()
-                )
-                .execute()
-            ) == 1
+            won = USE_REFRESH_TOKEN.execute(used_at=now, jti=refresh_jti).rowcount == 1
             if won:
                 cls.record_pair(client_id, family_id, pair, parent_jti=refresh_jti)
             else:
@@ -195,6 +191,17 @@ TOKEN_STATE = Prepared(
     .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
     .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
     .where(Token.jti == slot("jti"))
+)
+
+LOCK_FAMILY = Prepared(
+    lambda slot: TokenFamily.select(TokenFamily.id).where(TokenFamily.id == slot("family")).for_update()
+)
+
+# The compare-and-set of rotation: of concurrent refreshes of one token, exactly one matches.
+USE_REFRESH_TOKEN = Prepared(
+    lambda slot: Token.update(used_at=slot("used_at")).where(
+        (Token.jti == slot("jti")) & Token.used_at.is_null() & Token.revoked_at.is_null()
+    )
 )
 
 NEW_FAMILY = Prepared(lambda slot: TokenFamily.insert(client=slot("client"), created_at=slot("created_at")))
