@@ -66,7 +66,8 @@ class Client(BaseModel):
 
     @classmethod
     def bootstrap(cls, pepper, api_key, secret):
-        """Make sure a client with exactly this key and secret exists, active, with every feature."""
+        """Make sure a client with exactly this key and secret exists: active, every feature, and
+        no IP restriction."""
         with db.atomic():
             client = cls.get_or_none(cls.api_key == api_key)
             if client is None:
@@ -76,6 +77,7 @@ class Client(BaseModel):
                 client.set_active(True)
                 for feature in FEATURES:
                     client.enable_feature(feature)
+                ClientIpAllow.delete().where(ClientIpAllow.client == client).execute()
         return client
 
     @classmethod

@@ -22,13 +22,18 @@ CLI_TIMEOUT = 60.0
 HTTP_TIMEOUT = 10.0
 
 
+def console_script(name):
+    """A console script installed with the interpreter running the tests (octopus-cards, st, ...)."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise RuntimeError(f"the {name} console script is not installed (pip install -e '.[test]')")
+    return found
+
+
 def executable():
     """The `octopus-cards` console script of the interpreter running the tests."""
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("octopus-cards", path=search)
-    if found is None:
-        raise RuntimeError("the octopus-cards console script is not installed")
-    return found
+    return console_script("octopus-cards")
 
 
 def server_env(settings):

@@ -147,9 +147,15 @@ def test_bootstrap_client_from_the_environment(migrated, monkeypatch):
     env = {**migrated, "OCTOPUS_BOOTSTRAP_CLIENT": f"ci-sandbox:{secret}"}
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
     args = type("Args", (), {"demo": False, "host": "127.0.0.1", "port": 0, "workers": 1})()
-    for _ in range(2):  # idempotent
-        serve(args, Settings.from_env(env))
+    serve(args, Settings.from_env(env))
     with models.db.connection_context():
-        client_id, _ = Client.authenticate(Settings.from_env(env).secret_pepper, "ci-sandbox", secret)
+        created = Client.get(Client.api_key == "ci-sandbox")
+        created.allow_network("10.0.0.0/8")
+        created.set_active(False)
+        created.disable_feature("esim")
+    serve(args, Settings.from_env(env))  # the environment wins again
+    with models.db.connection_context():
+        client_id, networks = Client.authenticate(Settings.from_env(env).secret_pepper, "ci-sandbox", secret)
+        assert networks == ()
         assert Client.get_by_id(client_id).features() == ["esim", "topups", "vouchers"]
         assert Client.select().where(Client.api_key == "ci-sandbox").count() == 1

@@ -17,7 +17,6 @@ import importlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from live_server import LiveServer, cli_json
+from live_server import LiveServer, cli_json, console_script
 from test_spec_lint import NODE_ENV, REPO, npx, require_node_tools  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -111,11 +110,7 @@ def run_tool(args, *, cwd, timeout, env=None, what):
 
 def generator_command():
     """`openapi-python-client` of the interpreter running the tests."""
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    found = shutil.which("openapi-python-client", path=search)
-    if found is None:
-        raise RuntimeError("openapi-python-client is not installed (it is in the `test` extra)")
-    return found
+    return console_script("openapi-python-client")
 
 
 @pytest.fixture
