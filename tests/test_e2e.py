@@ -15,6 +15,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import psycopg2
 import pytest
 
@@ -561,3 +562,33 @@ def test_logout_is_effective_in_every_worker(env, logs):
             assert_unauthorized(response, "Invalid token")
         for response in over_fresh_connections(lambda http: refresh(http, tokens["refresh_token"]), minimum=4):
             assert_unauthorized(response, "Invalid refresh token")
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to tell workers apart")
+def test_rate_limits_are_shared_by_every_worker(env, logs):
+    """Counters live in the database: two workers enforce one limit, not one each (contract 10)."""
+    client = create_client(env)
+    limited = dict(env, OCTOPUS_RATE_LIMIT_PROFILE="sandbox", OCTOPUS_RATE_LIMITS="login=5")
+    with LiveServer(limited, logs, workers=2, name="shared-limits") as server:
+        statuses, served_by = [], set()
+        for _ in range(12):
+            with server.client() as http:
+                response = login(http, client["api_key"], "wrong-secret")
+                statuses.append(response.status_code)
+                served_by.add(server.serving_pid(client_port_of(response)))
+        assert len(served_by) == 2, "both workers must have answered for this test to mean anything"
+        assert statuses == [401] * 5 + [429] * 7, statuses
+        assert_error(response, 429, "TooManyRequestsError", "TOO_MANY_REQUESTS",
+                     f"Rate limit exceeded. Retry after {response.headers['retry-after']} seconds.")
+
+
+def test_oversized_headers_never_become_a_server_error(server):
+    """uvicorn refuses what it cannot parse; the app refuses the rest; neither answers 5xx."""
+    with server.client() as http:
+        for headers in ({"X-Padding": "a" * 200_000}, {"Authorization": "Bearer " + "a" * 60_000},
+                        {f"X-H{n}": "v" for n in range(500)}):
+            try:
+                response = http.get("/api/v1/currencies", headers=headers)
+            except httpx.HTTPError:
+                continue  # the server closed the connection: refused, not failed
+            assert response.status_code < 500, (response.status_code, response.text[:200])
