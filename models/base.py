@@ -17,6 +17,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 5000}
 # AnyIO runs at most 40 worker threads per process; each may hold one connection.
 POOL_SIZE = 64
+PG_CONNECT_TIMEOUT = 5  # seconds
 # Writers of one process queue here rather than in SQLite's sleep-and-retry busy handler.
 SQLITE_WRITE_LOCK = threading.RLock()
 
@@ -77,8 +78,13 @@ def connect(url):
             autoconnect=False,
         )
     elif scheme in ("postgres", "postgresql"):
+        # A database that hangs instead of refusing must not hold request threads for long.
         database = connect_url(
-            f"postgres+pool://{rest}", max_connections=POOL_SIZE, stale_timeout=300, autoconnect=False
+            f"postgres+pool://{rest}",
+            max_connections=POOL_SIZE,
+            stale_timeout=300,
+            connect_timeout=PG_CONNECT_TIMEOUT,
+            autoconnect=False,
         )
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:// or postgresql://")
