@@ -49,7 +49,7 @@ def refresh(body):
     else:
         expired = False
     state = Token.state(presented.jti) if presented else None
-    if state is None or state.token_use != REFRESH or state.client_id != presented.client_id:
+    if state is None or not state.issued_as(presented):
         raise refused(address, None)
     if state.used and not state.revoked:
         Token.revoke_family(state.family_id)  # the revocation stands although we answer 401

@@ -18,6 +18,13 @@ RUNTIME_KEY = "octopus.runtime"
 access_log = logging.getLogger("octopus_cards.access")
 
 
+def log_json(logger, **fields):
+    """One JSON log line: a UTC timestamp, the current request id, then `fields`."""
+    if logger.isEnabledFor(logging.INFO):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        logger.info(json.dumps({"ts": stamp, "request_id": REQUEST_ID.get(), **fields}))
+
+
 def request_id_from(headers):
     for name, value in headers:
         if name == b"x-request-id":
@@ -62,22 +69,20 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            REQUEST_ID.reset(token)
             elapsed = time.perf_counter() - started
             operation = extensions.get("connexion_routing", {}).get("operation_id") or "unrouted"
             REQUESTS.labels(operation, str(status)).inc()
             LATENCY.labels(operation).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(json.dumps({
-                    "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "operation": operation,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "peer": scope["client"][0] if scope.get("client") else None,
-                }))
+            log_json(
+                access_log,
+                method=scope["method"],
+                path=scope["path"],
+                operation=operation,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+                peer=scope["client"][0] if scope.get("client") else None,
+            )
+            REQUEST_ID.reset(token)
 
 
 class BodyLimit:

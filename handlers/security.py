@@ -66,7 +66,7 @@ def authorize(settings, verified, address):
     """Token record, client status, allowlist and rate limit: one connection, in a worker thread."""
     with db.connection_context():
         state = Token.state(verified.jti)
-        if state is None or not state.live or state.token_use != ACCESS or state.client_id != verified.client_id:
+        if state is None or not state.live or not state.issued_as(verified):
             raise unauthorized("Invalid token")
         require_allowed(address, state.networks, state.client_id)
         enforce(settings, "default", f"client:{state.client_id}", address, state.client_id)

@@ -1,9 +1,8 @@
 """The database binding: a proxy initialised from a URL, and the transaction helper."""
-import datetime
-from pathlib import Path
-
 import contextlib
+import datetime
 import threading
+from pathlib import Path
 
 from peewee import DatabaseProxy, Model, SqliteDatabase
 from playhouse import migrations
@@ -92,6 +91,10 @@ def connect(url):
     return database
 
 
+def on_sqlite():
+    return isinstance(db.obj, SqliteDatabase)
+
+
 @contextlib.contextmanager
 def write_txn():
     """A transaction that may read then write without a lock upgrade failing.
@@ -99,7 +102,7 @@ def write_txn():
     SQLite upgrades a deferred read lock to a write lock outside the busy timeout, so it
     must take the write lock up front; PostgreSQL's row locks need nothing special.
     """
-    if isinstance(db.obj, SqliteDatabase):
+    if on_sqlite():
         with SQLITE_WRITE_LOCK, db.atomic("IMMEDIATE"):
             yield
     else:
@@ -113,7 +116,7 @@ def lock_for_update(name):
     Inside write_txn SQLite already holds the database's write lock; PostgreSQL takes a
     transaction-scoped advisory lock on the name.
     """
-    if not isinstance(db.obj, SqliteDatabase):
+    if not on_sqlite():
         db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
 
 

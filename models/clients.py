@@ -128,7 +128,6 @@ class Client(BaseModel):
         )
 
 
-
 # Never equal to a real hash (not hex), so an unknown key can never match.
 DUMMY_HASH = "-" * 64
 

@@ -7,9 +7,9 @@ import concurrent.futures
 import dataclasses
 import datetime
 
-from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, SqliteDatabase, fn
+from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
 
-from models.base import BaseModel, Prepared, db, utcnow, write_txn
+from models.base import BaseModel, Prepared, db, on_sqlite, utcnow, write_txn
 from models.clients import Client, ClientFeature, ClientIpAllow
 
 
@@ -26,7 +26,7 @@ class TokenFamily(BaseModel):
 
         (SQLite's write_txn already holds the whole database.)
         """
-        if not isinstance(db.obj, SqliteDatabase):
+        if not on_sqlite():
             LOCK_FAMILY.execute(family=family_id)
 
 
@@ -46,6 +46,10 @@ class TokenState:
     @property
     def live(self):
         return self.client_active and not self.revoked and not self.used
+
+    def issued_as(self, verified):
+        """The record agrees with what the verified JWT claims: same use, same client."""
+        return self.token_use == verified.token_use and self.client_id == verified.client_id
 
 
 class Token(BaseModel):
@@ -138,28 +142,21 @@ class Token(BaseModel):
 
     @classmethod
     def revoke_family(cls, family_id, now=None):
-        now = now or utcnow()
-        with write_txn():
-            TokenFamily.update(revoked_at=now).where(
-                (TokenFamily.id == family_id) & TokenFamily.revoked_at.is_null()
-            ).execute()
-            cls.update(revoked_at=now).where(
-                (cls.family == family_id) & cls.revoked_at.is_null()
-            ).execute()
+        return cls.revoke(now, TokenFamily.id == family_id, cls.family == family_id)
 
     @classmethod
     def revoke_client(cls, client_id):
         """Logout: every token of the client, in every family; one statement per table."""
-        now = utcnow()
+        return cls.revoke(None, TokenFamily.client == client_id, cls.client == client_id)
+
+    @classmethod
+    def revoke(cls, now, families, tokens):
+        """Mark the families, then their tokens, revoked (that order keeps writers deadlock-free);
+        returns how many tokens it revoked."""
+        now = now or utcnow()
         with write_txn():
-            TokenFamily.update(revoked_at=now).where(
-                (TokenFamily.client == client_id) & TokenFamily.revoked_at.is_null()
-            ).execute()
-            return (
-                cls.update(revoked_at=now)
-                .where((cls.client == client_id) & cls.revoked_at.is_null())
-                .execute()
-            )
+            TokenFamily.update(revoked_at=now).where(families & TokenFamily.revoked_at.is_null()).execute()
+            return cls.update(revoked_at=now).where(tokens & cls.revoked_at.is_null()).execute()
 
     @classmethod
     def prune(cls, grace=datetime.timedelta(days=1)):
@@ -173,7 +170,6 @@ class Token(BaseModel):
                 & (TokenFamily.created_at < cutoff)
             ).execute()
         return removed
-
 
 
 TOKEN_STATE = Prepared(

@@ -1,6 +1,7 @@
 """The application factory: one OpenAPI document, bound to the handlers it names."""
 import contextlib
 import logging
+
 import anyio
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
