@@ -1,5 +1,9 @@
 """POST /auth/login, /auth/refresh and /auth/logout (contract 3.3, 3.4, 3.6)."""
+import logging
+
 from peewee import InterfaceError, OperationalError
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse
 
 from handlers.audit import audit
 from handlers.errors import unauthorized
@@ -7,6 +11,13 @@ from handlers.ratelimit import digest, enforce
 from handlers.security import caller_address, require_allowed, runtime
 from handlers.tokens import REFRESH, TokenRejected
 from models import Client, Token, db
+
+logger = logging.getLogger("octopus_cards")
+
+
+def wrapped(data, background=None):
+    """The auth endpoints' envelope (contract 1.5)."""
+    return JSONResponse({"success": True, "data": data}, background=background)
 
 
 def token_response(client_id, pair):
@@ -18,7 +29,7 @@ def token_response(client_id, pair):
         "refresh_expires_at": refresh_token.expires_at_text,
         "client_id": client_id,
     }
-    return {"success": True, "data": data}, 200
+    return wrapped(data)
 
 
 @db.connection_context()
@@ -83,6 +94,16 @@ def refused(address, client_id):
 
 @db.connection_context()
 def logout(token_info):
-    revoked = Token.revoke_client(token_info["client_id"])
-    audit("logout", caller_address(), token_info["client_id"], tokens_revoked=revoked)
-    return {"success": True, "data": {"message": "Successfully logged out"}}, 200
+    client_id = token_info["client_id"]
+    Token.revoke_client(client_id)
+    audit("logout", caller_address(), client_id)
+    return wrapped({"message": "Successfully logged out"}, background=BackgroundTask(record_logout, client_id))
+
+
+def record_logout(client_id):
+    """After the answer: the tokens are dead already, this records when (contract 13.3)."""
+    try:
+        with db.connection_context():
+            Token.record_logout(client_id)
+    except (OperationalError, InterfaceError):
+        logger.warning("revoked_at of client %d's tokens not recorded yet: the database is unreachable", client_id)

@@ -38,6 +38,8 @@ class Client(BaseModel):
     default_currency = ForeignKeyField(Currency, null=True, on_delete="SET NULL")
     bulk_limit = IntegerField(default=100)
     created_at = DateTimeField(default=utcnow)
+    # Raised by every logout: token families issued under an older generation are dead.
+    token_generation = IntegerField(default=0)
 
     @classmethod
     def provision(cls, pepper, name, networks=(), features=(), api_key=None, secret=None):

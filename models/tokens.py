@@ -2,12 +2,18 @@
 
 Every issued JWT has a row here; a token is accepted only while its row is live, so logout,
 reuse detection and deactivation bite at once, in every worker, and survive restarts.
+
+Logout must not cost more for a client with many tokens, so it raises the client's token
+generation (one row) instead of touching every token: a family issued under an older generation
+is dead from that commit on. Generations are counters, not timestamps, so a login in the same
+second as a logout is cleanly before or after it. The per-token `revoked_at` of contract 13.3
+is recorded right after, off the request's path (`record_logout`).
 """
 import concurrent.futures
 import dataclasses
 import datetime
 
-from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, fn
+from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, IntegerField, fn
 
 from models.base import BaseModel, Prepared, db, on_sqlite, utcnow, write_txn
 from models.clients import Client, ClientFeature, ClientIpAllow
@@ -19,6 +25,7 @@ class TokenFamily(BaseModel):
     client = ForeignKeyField(Client, backref="token_families", on_delete="CASCADE")
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
+    generation = IntegerField(default=0)  # the client's token_generation at login
 
     @classmethod
     def lock(cls, family_id):
@@ -72,16 +79,16 @@ class Token(BaseModel):
         rows = TOKEN_STATE.execute(jti=jti).fetchall()
         if not rows:
             return None
-        client_id, family_id, token_use, revoked_at, used_at, active, _, _ = rows[0]
+        client_id, family_id, token_use, revoked_at, used_at, generation, current, active, _, _ = rows[0]
         return TokenState(
             client_id=client_id,
             family_id=family_id,
             token_use=token_use,
-            revoked=revoked_at is not None,
+            revoked=revoked_at is not None or generation != current,
             used=used_at is not None,
             client_active=bool(active),
-            networks=tuple(sorted({row[6] for row in rows if row[6] is not None})),
-            features=frozenset(row[7] for row in rows if row[7] is not None),
+            networks=tuple(sorted({row[8] for row in rows if row[8] is not None})),
+            features=frozenset(row[9] for row in rows if row[9] is not None),
         )
 
     @classmethod
@@ -112,12 +119,13 @@ class Token(BaseModel):
         """Use up a refresh token and record its successor pair, atomically.
 
         Returns False, after revoking the whole family, when the token was no longer live:
-        already used (reuse, or a concurrent refresh that lost) or revoked meanwhile.
+        already used (reuse, or a concurrent refresh that lost) or revoked meanwhile (a logout
+        committed after the refresh read the token's state).
         """
         now = utcnow()
         with write_txn():
             TokenFamily.lock(family_id)
-            won = USE_REFRESH_TOKEN.execute(used_at=now, jti=refresh_jti).rowcount == 1
+            won = USE_REFRESH_TOKEN.execute(used_at=now, jti=refresh_jti, family=family_id).rowcount == 1
             if won:
                 cls.record_pair(client_id, family_id, pair, parent_jti=refresh_jti)
             else:
@@ -146,8 +154,19 @@ class Token(BaseModel):
 
     @classmethod
     def revoke_client(cls, client_id):
-        """Logout: every token of the client, in every family; one statement per table."""
-        return cls.revoke(None, TokenFamily.client == client_id, cls.client == client_id)
+        """Logout: every token of the client, in every family, dead on commit; one row written."""
+        with write_txn():
+            Client.update(token_generation=Client.token_generation + 1).where(Client.id == client_id).execute()
+
+    @classmethod
+    def record_logout(cls, client_id):
+        """The bookkeeping of contract 13.3 after a logout: `revoked_at` on every family and token
+        of the client's older generations (dead already). Covers earlier logouts whose bookkeeping
+        was cut short, say by a crash; returns how many tokens it marked."""
+        current = Client.select(Client.token_generation).where(Client.id == client_id)
+        superseded = (TokenFamily.client == client_id) & (TokenFamily.generation < current)
+        tokens = (cls.client == client_id) & cls.family.in_(TokenFamily.select(TokenFamily.id).where(superseded))
+        return cls.revoke(None, superseded, tokens)
 
     @classmethod
     def revoke(cls, now, families, tokens):
@@ -179,11 +198,14 @@ TOKEN_STATE = Prepared(
         Token.token_use,
         Token.revoked_at,
         Token.used_at,
+        TokenFamily.generation,
+        Client.token_generation,
         Client.is_active,
         ClientIpAllow.cidr,
         ClientFeature.feature,
     )
     .join(Client)
+    .join_from(Token, TokenFamily)
     .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
     .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
     .where(Token.jti == slot("jti"))
@@ -193,14 +215,29 @@ LOCK_FAMILY = Prepared(
     lambda slot: TokenFamily.select(TokenFamily.id).where(TokenFamily.id == slot("family")).for_update()
 )
 
-# The compare-and-set of rotation: of concurrent refreshes of one token, exactly one matches.
+# The compare-and-set of rotation: of concurrent refreshes of one token, exactly one matches,
+# and none once a logout has superseded the token's family.
 USE_REFRESH_TOKEN = Prepared(
     lambda slot: Token.update(used_at=slot("used_at")).where(
-        (Token.jti == slot("jti")) & Token.used_at.is_null() & Token.revoked_at.is_null()
+        (Token.jti == slot("jti"))
+        & Token.used_at.is_null()
+        & Token.revoked_at.is_null()
+        & Token.family.in_(
+            TokenFamily.select(TokenFamily.id)
+            .join(Client)
+            .where((TokenFamily.id == slot("family")) & (TokenFamily.generation == Client.token_generation))
+        )
     )
 )
 
-NEW_FAMILY = Prepared(lambda slot: TokenFamily.insert(client=slot("client"), created_at=slot("created_at")))
+# Read in the INSERT itself, so a login is wholly before or wholly after a concurrent logout.
+NEW_FAMILY = Prepared(
+    lambda slot: TokenFamily.insert(
+        client=slot("client"),
+        created_at=slot("created_at"),
+        generation=Client.select(Client.token_generation).where(Client.id == slot("client")),
+    )
+)
 
 PAIR_FIELDS = ("jti", "client", "family", "token_use", "parent_jti", "issued_at", "expires_at")
 INSERT_PAIR = Prepared(

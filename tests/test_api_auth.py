@@ -308,6 +308,17 @@ def test_logout_revokes_every_token_of_the_client_only(api, new_client, login):
                  unauthorized("Invalid token"), 'Bearer error="invalid_token"')
 
 
+def test_logout_records_revoked_at_on_every_token_of_the_client(api, new_client, login):
+    client, key, secret = new_client()
+    other, other_key, other_secret = new_client()
+    tokens = login(key, secret)
+    login(key, secret), login(other_key, other_secret)
+    assert api.post("/auth/logout", headers=bearer(tokens["access_token"])).status_code == 200
+    with models.db.connection_context():  # the bookkeeping runs once the answer is sent (13.3)
+        unmarked = Token.select(Token.client).where(Token.revoked_at.is_null() & Token.client.in_([client.id, other.id]))
+        assert [row.client_id for row in unmarked] == [other.id, other.id]
+
+
 def test_login_right_after_logout_works(api, new_client, login):
     _, key, secret = new_client()
     before = login(key, secret)

@@ -518,12 +518,18 @@ def present_all(server, toks, threads=6):
 
 
 def token_rows(client_ids):
-    """The token table rows of these clients, by jti (read through the models)."""
+    """The token table rows of these clients, by jti (read through the models), each with whether
+    a logout superseded its family (3.6: the family's generation is older than its client's)."""
     with models.db.connection_context():
-        query = Token.select(
-            Token.jti, Token.token_use, Token.parent_jti, Token.used_at, Token.revoked_at, Token.family,
-            Token.client,
-        ).where(Token.client.in_(list(client_ids)))
+        query = (
+            Token.select(
+                Token.jti, Token.token_use, Token.parent_jti, Token.used_at, Token.revoked_at, Token.family,
+                Token.client, (TokenFamily.generation < Client.token_generation).alias("superseded"),
+            )
+            .join(TokenFamily)
+            .join_from(Token, Client)
+            .where(Token.client.in_(list(client_ids)))
+        )
         return {row["jti"]: row for row in query.dicts()}
 
 
@@ -592,9 +598,10 @@ def verify_tokens(server, model, verdict, client_ids):
         if row is None:
             verdict.fail(f"{tok!r}: returned with a 200 but has no record")
             continue
-        dead_in_table = row["revoked_at"] is not None or row["used_at"] is not None
+        dead_in_table = row["revoked_at"] is not None or row["used_at"] is not None or row["superseded"]
         if expect[tok.jti] == "live" and dead_in_table:
-            verdict.fail(f"{tok!r}: must be live, table says used={row['used_at']} revoked={row['revoked_at']}")
+            verdict.fail(f"{tok!r}: must be live, table says used={row['used_at']} revoked={row['revoked_at']} "
+                         f"superseded={row['superseded']}")
         if expect[tok.jti] == "dead" and not dead_in_table:
             verdict.fail(f"{tok!r}: must be revoked or used, table says live")
     # Every 200 refresh: presented token used, successor pair recorded with it as parent.
