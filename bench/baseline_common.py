@@ -6,13 +6,16 @@ inside octopus-cards does not silently speed up its yardstick too:
 
 * JWT: PyJWT, HS256 pinned, key chosen by `kid`, every claim required and type-checked,
   `token_use` checked, expiry compared by hand (as contract 3.5 asks);
-* one token-state query per Bearer request (token + client + allowlist, one LEFT JOIN),
-  then client-active and IP-allowlist checks in Python;
+* one token-state query per Bearer request (token + family + client + allowlist, one LEFT
+  JOIN), then client-active, generation and IP-allowlist checks in Python;
 * login: key lookup, HMAC-SHA256(pepper, secret) compared in constant time, the allowlist,
-  a new family and two token rows in one write transaction;
+  a new family (under the client's current token generation) and two token rows in one write
+  transaction;
 * refresh: verify, state lookup, allowlist, the conditional `UPDATE ... WHERE used_at IS NULL
-  AND revoked_at IS NULL` and the new pair in one write transaction;
-* logout: one UPDATE per table (families, tokens) for the client;
+  AND revoked_at IS NULL AND <family of the current generation>` and the new pair in one write
+  transaction;
+* logout: the client's token generation raised (one row), then, after the response, revoked_at
+  on the families and tokens of older generations (one UPDATE per table);
 * the same JSON bodies and the contract's headers (X-Request-Id as a KSUID, Cache-Control).
 
 Settings come from the same OCTOPUS_* environment as the server under test.
@@ -176,22 +179,24 @@ def write_txn():
 
 
 def token_state(jti):
-    """One query: the token's record, its client's status and the client's allowlist."""
+    """One query: the token's record, its family's generation, its client's status and allowlist."""
     rows = list(
         Token.select(Token.client, Token.family, Token.token_use, Token.revoked_at, Token.used_at,
-                     Client.is_active, ClientIpAllow.cidr)
+                     TokenFamily.generation, Client.token_generation, Client.is_active, ClientIpAllow.cidr)
         .join(Client)
         .join(ClientIpAllow, JOIN.LEFT_OUTER)
+        .join_from(Token, TokenFamily)
         .where(Token.jti == jti)
         .tuples()
     )
     if not rows:
         return None
-    client_id, family_id, token_use, revoked_at, used_at, active, _ = rows[0]
+    client_id, family_id, token_use, revoked_at, used_at, generation, current, active, _ = rows[0]
+    revoked = revoked_at is not None or generation != current
     return {
         "client_id": client_id, "family_id": family_id, "token_use": token_use,
-        "live": bool(active) and revoked_at is None and used_at is None,
-        "used": used_at is not None, "revoked": revoked_at is not None,
+        "live": bool(active) and not revoked and used_at is None,
+        "used": used_at is not None, "revoked": revoked,
         "networks": [row[-1] for row in rows if row[-1] is not None],
     }
 
@@ -232,8 +237,9 @@ def login(codec, pepper, username, password, address):
     check_allowed(address, networks)
     pair = codec.issue_pair(client.id)
     with write_txn():
-        family = TokenFamily.create(client=client.id, created_at=utcnow())
-        record_pair(client.id, family.id, pair, None)
+        generation = Client.select(Client.token_generation).where(Client.id == client.id)
+        family_id = TokenFamily.insert(client=client.id, created_at=utcnow(), generation=generation).execute()
+        record_pair(client.id, family_id, pair, None)
     return token_payload(client.id, pair)
 
 
@@ -254,8 +260,11 @@ def refresh(codec, token, address):
     pair = codec.issue_pair(client_id)
     now = utcnow()
     with write_txn():
+        current_family = TokenFamily.select(TokenFamily.id).join(Client).where(
+            (TokenFamily.id == state["family_id"]) & (TokenFamily.generation == Client.token_generation))
         won = Token.update(used_at=now).where(
             (Token.jti == jti) & Token.used_at.is_null() & Token.revoked_at.is_null()
+            & Token.family.in_(current_family)
         ).execute() == 1
         if won:
             record_pair(client_id, state["family_id"], pair, jti)
@@ -274,11 +283,22 @@ def revoke_family(family_id):
 
 
 def logout(client_id):
-    now = utcnow()
+    """Every token of the client dead at once; `mark_logged_out` records it after the response."""
     with write_txn():
-        TokenFamily.update(revoked_at=now).where((TokenFamily.client == client_id) & TokenFamily.revoked_at.is_null()).execute()
-        Token.update(revoked_at=now).where((Token.client == client_id) & Token.revoked_at.is_null()).execute()
+        Client.update(token_generation=Client.token_generation + 1).where(Client.id == client_id).execute()
     return LOGOUT_BODY
+
+
+def mark_logged_out(client_id):
+    now = utcnow()
+    with db.connection_context(), write_txn():
+        current = Client.select(Client.token_generation).where(Client.id == client_id)
+        older = (TokenFamily.client == client_id) & (TokenFamily.generation < current)
+        TokenFamily.update(revoked_at=now).where(older & TokenFamily.revoked_at.is_null()).execute()
+        Token.update(revoked_at=now).where(
+            (Token.client == client_id) & Token.family.in_(TokenFamily.select(TokenFamily.id).where(older))
+            & Token.revoked_at.is_null()
+        ).execute()
 
 
 def login_fields(body):

@@ -10,7 +10,7 @@ with the same OCTOPUS_* environment as the server under test.
 """
 import sys
 
-from fastapi import Depends, FastAPI, Path, Request, Response
+from fastapi import BackgroundTasks, Depends, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -131,7 +131,8 @@ def create_app():
             return common.refresh(codec, body.refresh_token, address_of(request))
 
     @app.post("/auth/logout", response_model=MessageOut)
-    def logout(client_id: int = Depends(current_client)):
+    def logout(background: BackgroundTasks, client_id: int = Depends(current_client)):
+        background.add_task(common.mark_logged_out, client_id)
         with db.connection_context():
             return common.logout(client_id)
 

@@ -9,6 +9,7 @@ import sys
 
 from anyio import to_thread
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route
@@ -148,7 +149,7 @@ def create_app():
                 with db.connection_context():
                     return common.logout(common.authorize(jti, client_id, address))
 
-            return Json(await to_thread.run_sync(work))
+            return Json(await to_thread.run_sync(work), background=BackgroundTask(common.mark_logged_out, client_id))
         except common.Unauthorized as exc:
             return error(401, exc.message)
         except common.Forbidden:

@@ -56,7 +56,7 @@ def _columns(model, names):
     return [model._meta.fields[name].column_name for name in names]
 
 
-FAMILY_FIELDS = ("id", "client", "created_at", "revoked_at")
+FAMILY_FIELDS = ("id", "client", "created_at", "revoked_at", "generation")
 TOKEN_FIELDS = ("jti", "client", "family", "token_use", "parent_jti", "issued_at", "expires_at", "used_at", "revoked_at")
 
 
@@ -86,6 +86,12 @@ def _bulk_insert(model, fields, rows):
     cursor.copy_expert(f'COPY "{table}" ({", ".join(columns)}) FROM STDIN', buffer)
 
 
+def _generations(client_ids):
+    """Each client's current token generation: the one its outstanding families must carry."""
+    query = Client.select(Client.id, Client.token_generation).where(Client.id.in_(list(client_ids)))
+    return dict(query.tuples())
+
+
 def _next_family_id():
     table = TokenFamily._meta.table_name
     return (db.execute_sql(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"').fetchone()[0] or 0) + 1
@@ -110,7 +116,8 @@ def mint_pairs(settings, client_id, count):
             with db.atomic():
                 first = _next_family_id()
                 now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
-                _bulk_insert(TokenFamily, FAMILY_FIELDS, [(first + i, client_id, now, None) for i in range(n)])
+                generation = _generations([client_id])[client_id]
+                _bulk_insert(TokenFamily, FAMILY_FIELDS, [(first + i, client_id, now, None, generation) for i in range(n)])
                 _bulk_insert(Token, TOKEN_FIELDS, [
                     (issued.jti, client_id, first + i, issued.token_use, None, issued.issued_at,
                      issued.expires_at, None, None)
@@ -130,6 +137,7 @@ def fill_tokens(client_ids, rows, live=False, rng=None, analyze=True):
     base = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     week = 7 * 86400
     with db.connection_context():
+        generations = _generations(client_ids)
         done = 0
         while done < rows:
             pairs = min(BATCH, rows - done) // 2 or 1
@@ -140,7 +148,7 @@ def fill_tokens(client_ids, rows, live=False, rng=None, analyze=True):
                     client_id = client_ids[(done // 2 + i) % len(client_ids)]
                     issued = base - datetime.timedelta(seconds=0 if live else rng.randrange(week))
                     revoked = None if live or rng.random() > 0.3 else issued
-                    families.append((first + i, client_id, issued, revoked))
+                    families.append((first + i, client_id, issued, revoked, generations[client_id]))
                     access_exp = issued + datetime.timedelta(hours=1)
                     refresh_exp = issued + datetime.timedelta(days=7)
                     used = None if live or rng.random() > 0.5 else issued
@@ -152,6 +160,14 @@ def fill_tokens(client_ids, rows, live=False, rng=None, analyze=True):
             done += 2 * pairs
         if analyze:
             db.execute_sql("ANALYZE")
+
+
+def unrecorded_revocations(client_id):
+    """Whether a token of the client is dead by a logout but has no revoked_at yet."""
+    with db.connection_context():
+        current = Client.select(Client.token_generation).where(Client.id == client_id)
+        older = TokenFamily.select(TokenFamily.id).where((TokenFamily.client == client_id) & (TokenFamily.generation < current))
+        return Token.select().where(Token.family.in_(older) & Token.revoked_at.is_null()).exists()
 
 
 def count_tokens():

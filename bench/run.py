@@ -649,7 +649,10 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list)
             out.append(f"Logout (one request, median of {lo['repetitions']}, in the {lo['table_rows']:,}-row table): "
                        f"{lo['small']:,} outstanding tokens {lo['small_ms']:.1f} ms, "
                        f"{lo['large']:,} outstanding tokens {lo['large_ms']:.1f} ms ({lo['ratio']:.2f}×); "
-                       f"fastest of each: {lo['small_min_ms']:.1f} ms vs {lo['large_min_ms']:.1f} ms ({lo['ratio_min']:.2f}×)")
+                       f"fastest of each: {lo['small_min_ms']:.1f} ms vs {lo['large_min_ms']:.1f} ms ({lo['ratio_min']:.2f}×). "
+                       f"The tokens are refused from the response on; their revoked_at (13.3), written after "
+                       f"the response, is in the table {lo['small_recorded_ms']:.1f} ms vs {lo['large_recorded_ms']:.1f} ms "
+                       f"after the request started (as seen by polling the table)")
     if goals:
         out.append("")
         out.append("| goal | measured | target | met |")
@@ -793,7 +796,9 @@ class ScaleProbe:
         return {"endpoint": "GET " + self.ENDPOINT, "get": get, "logout": logout, "runs": runs}
 
     def logout_probe(self, d):
-        """One logout for a client with N outstanding tokens, N small vs large, interleaved."""
+        """One logout for a client with N outstanding tokens, N small vs large, interleaved: the
+        response time, and when the bookkeeping that follows it (revoked_at on every token, 13.3)
+        is in the table."""
         import dbtools
 
         small, large = self.args.logout_tokens
@@ -808,8 +813,7 @@ class ScaleProbe:
         with dbtools.db.connection_context():
             dbtools.db.execute_sql("ANALYZE")
         rows = dbtools.count_tokens()
-        dbtools.disconnect()
-        timings = {small: [], large: []}
+        timings, recorded = {small: [], large: []}, {small: [], large: []}
         with Server(self.ws, "octopus", 1, d["url"], label="scale-logout") as server:
             for _ in range(3):  # untimed: the first requests of a fresh process are slower
                 status, _, body = http("POST", server.url + "/auth/login", {"username": warm_key, "password": warm_secret})
@@ -825,14 +829,25 @@ class ScaleProbe:
                     status, _, body = http("POST", server.url + "/auth/logout", token=token, timeout=120)
                     elapsed = (time.perf_counter() - started) * 1000
                     expect(status == 200, "octopus", "logout", status, body)
+                    status, _, body = http("GET", server.url + self.ENDPOINT, token=token)
+                    expect(status == 401, "octopus", "token refused right after logout", status, body)
+                    while dbtools.unrecorded_revocations(clients[size][rep][0]):
+                        expect(time.perf_counter() - started < 120, "octopus", "revoked_at recorded", "", "")
+                        time.sleep(0.001)
+                    recorded[size].append((time.perf_counter() - started) * 1000)
                     timings[size].append(elapsed)
-                    log(f"  logout with {size + 2:>6,} outstanding tokens: {elapsed:7.1f} ms")
+                    log(f"  logout with {size + 2:>6,} outstanding tokens: {elapsed:7.1f} ms, "
+                        f"revoked_at recorded after {recorded[size][-1]:7.1f} ms")
+        dbtools.disconnect()
         small_ms, large_ms = statistics.median(timings[small]), statistics.median(timings[large])
         return {"small": small, "large": large, "repetitions": reps, "table_rows": rows,
                 "small_ms": small_ms, "large_ms": large_ms, "ratio": large_ms / small_ms,
                 "small_min_ms": min(timings[small]), "large_min_ms": min(timings[large]),
                 "ratio_min": min(timings[large]) / min(timings[small]),
-                "timings_ms": {str(k): v for k, v in timings.items()}}
+                "small_recorded_ms": statistics.median(recorded[small]),
+                "large_recorded_ms": statistics.median(recorded[large]),
+                "timings_ms": {str(k): v for k, v in timings.items()},
+                "recorded_ms": {str(k): v for k, v in recorded.items()}}
 
 
 # -- main ---------------------------------------------------------------------------------------------
