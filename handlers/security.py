@@ -2,7 +2,7 @@
 import dataclasses
 
 import anyio
-from connexion import request as current_request
+from connexion.context import scope as current_scope
 
 from handlers.audit import audit
 from handlers.client_ip import client_address, is_allowed
@@ -33,15 +33,21 @@ class Runtime:
         return cls(settings, codec)
 
 
+def request_scope(request=None):
+    # Straight from the scope: each attribute read through connexion's request proxy builds a
+    # new request object, which costs more than the lookups themselves.
+    return request.scope if request is not None else current_scope._get_current_object()
+
+
 def runtime(request=None):
-    return (request or current_request).scope[RUNTIME_KEY]
+    return request_scope(request)[RUNTIME_KEY]
 
 
 def caller_address(request=None):
-    request = request or current_request
-    peer = request.client.host if request.client else None
-    trusted = runtime(request).settings.trusted_proxies
-    return client_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
+    scope = request_scope(request)
+    peer = scope["client"][0] if scope.get("client") else None
+    forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+    return client_address(peer, forwarded, scope[RUNTIME_KEY].settings.trusted_proxies)
 
 
 def require_allowed(address, networks, client_id):

@@ -36,7 +36,18 @@ def parse_json(raw):
         raise syntax_error() from None
 
 
+# connexion builds a jsonschema validator per request; an operation's schema never changes.
+VALIDATORS = {}
+
+
 class BodyValidator(JSONRequestBodyValidator):
+    @property
+    def _validator(self):
+        cached = VALIDATORS.get(id(self._schema))
+        if cached is None or cached[0] is not self._schema:
+            cached = VALIDATORS[id(self._schema)] = (self._schema, super()._validator)
+        return cached[1]
+
     async def wrap_receive(self, receive, *, scope):
         if "content-type" not in Headers(scope=scope):
             # connexion would guess application/json and pass the body on as bytes.
