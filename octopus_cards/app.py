@@ -4,12 +4,13 @@ import logging
 
 import anyio
 from connexion import AsyncApp
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 
 import models
 from handlers import errors
-from handlers.middleware import BodyLimit, RequestContext, RouteGuard
+from handlers.middleware import DOCS_PATH, BodyLimit, DocsSwaggerUI, RequestContext, RouteGuard
 from handlers.security import Runtime
 from handlers.validation import VALIDATOR_MAP
 from octopus_cards.settings import Settings
@@ -40,11 +41,21 @@ def lifespan_for(settings):
     return lifespan
 
 
+def middleware_stack(swagger_ui):
+    """connexion's default stack, with the Swagger UI middleware confined to its pages, or
+    left out when the UI is off."""
+    return [
+        DocsSwaggerUI if middleware is SwaggerUIMiddleware else middleware
+        for middleware in ConnexionMiddleware.default_middlewares
+        if swagger_ui or middleware is not SwaggerUIMiddleware
+    ]
+
+
 def create_app(settings=None):
     settings = settings or Settings.from_env()
     models.connect(settings.database_url)
     spec = load_spec()
-    app = AsyncApp(__name__, lifespan=lifespan_for(settings))
+    app = AsyncApp(__name__, lifespan=lifespan_for(settings), middlewares=middleware_stack(settings.swagger_ui))
     app.add_api(
         spec,
         validator_map=VALIDATOR_MAP,
@@ -52,7 +63,7 @@ def create_app(settings=None):
         # /openapi.json is an operation of the document itself, served as written (with its $refs,
         # which SDK generators turn into named models); connexion would serve a resolved copy.
         swagger_ui_options=SwaggerUIOptions(
-            swagger_ui=settings.swagger_ui, swagger_ui_path="/docs", serve_spec=False
+            swagger_ui=settings.swagger_ui, swagger_ui_path=DOCS_PATH, serve_spec=False
         ),
     )
     errors.register(app)

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from conftest import bearer
+from conftest import TEST_PEER, bearer, make_settings
 from models import Country
+from octopus_cards.app import create_app
 
 KSUID = re.compile(r"[0-9A-Za-z]{27}")
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -123,6 +124,16 @@ def test_swagger_ui_is_served(api):
     response = api.get("/docs/")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_without_swagger_ui_docs_is_an_unknown_route(migrated, new_client, login):
+    _, key, secret = new_client()
+    with create_app(make_settings(migrated, OCTOPUS_SWAGGER_UI="false")).test_client(client=TEST_PEER) as api:
+        response = api.get("/docs/")
+        assert response.status_code == 404 and response.json() == ROUTE_NOT_FOUND
+        assert api.get("/openapi.json").status_code == 200
+        tokens = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]
+        assert api.get("/api/v1/countries/1", headers=bearer(tokens["access_token"])).status_code == 200
 
 
 def test_oversized_body_is_413_by_content_length(api):
