@@ -18,13 +18,15 @@ inside octopus-cards does not silently speed up its yardstick too:
   on the families and tokens of older generations (one UPDATE per table);
 * the same JSON bodies and the contract's headers (X-Request-Id as a KSUID, Cache-Control).
 
-Settings come from the same OCTOPUS_* environment as the server under test.
+Settings come from the same OCTOPUS_* environment as the server under test, and each worker is
+pinned to a CPU just as `octopus-cards serve` pins its own (OCTOPUS_WORKER_CPUS).
 """
 import datetime
 import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import re
 import secrets
 import sys
@@ -36,6 +38,7 @@ from peewee import JOIN, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
 from models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
+from octopus_cards.cli import worker_cpu
 from octopus_cards.settings import Settings
 
 ISSUER = "octopus-cards"
@@ -362,8 +365,10 @@ def bind_database(url):
 
 
 def setup():
-    """Read the settings and bind the models."""
+    """Read the settings, pin the worker as `octopus-cards serve` does, and bind the models."""
     settings = Settings.from_env()
+    if settings.worker_cpus:
+        os.sched_setaffinity(0, {worker_cpu(settings.worker_cpus)})
     bind_database(settings.database_url)
     return settings
 

@@ -35,6 +35,8 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
 --workers 1,2 runs every server with 1 and with 2 worker processes and reports the factor.
 --smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe).
 Rate limits are off in every server (OCTOPUS_RATE_LIMIT_PROFILE=off): the baselines have none.
+Every server pins each worker process to a CPU (OCTOPUS_WORKER_CPUS=auto, which the baselines
+honour too); --worker-cpus '' measures them unpinned.
 --octopus-env NAME=VALUE passes extra settings to octopus-cards only (e.g. to measure the cost
 of rate limiting: --octopus-env OCTOPUS_RATE_LIMIT_PROFILE=production --octopus-env
 OCTOPUS_RATE_LIMITS=login=1000000000,refresh=1000000000,default=1000000000).
@@ -233,6 +235,7 @@ class Workspace:
             "OCTOPUS_KEY_FILE": str(self.dir / "octopus.keys"),
             "OCTOPUS_RATE_LIMIT_PROFILE": "off",
             "OCTOPUS_VALIDATE_RESPONSES": "false",
+            "OCTOPUS_WORKER_CPUS": self.args.worker_cpus,
         })
         if server == "octopus":
             env.update(self.args.octopus_env)
@@ -609,7 +612,7 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list)
     out = []
     out.append(f"### octopus-cards benchmark — {meta['database']}, workers {','.join(map(str, workers_list))}, "
                f"{meta['seconds']} s per scenario per server ({meta['rounds']} interleaved rounds), "
-               f"{CONNECTIONS} connections, {meta['timestamp']}")
+               f"{CONNECTIONS} connections, workers pinned to CPUs: {meta['worker_cpus'] or 'no'}, {meta['timestamp']}")
     out.append("")
     out.append("| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |")
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
@@ -891,6 +894,9 @@ def parse_args(argv=None):
     parser.add_argument("--logout-tokens", default=None, help="small,large outstanding tokens (default 100,10000; --smoke 100,1000)")
     parser.add_argument("--logout-reps", type=int, default=None, help="logouts per size (default 9; --smoke 2)")
     parser.add_argument("--smoke", action="store_true", help="a quick run: 2 s per scenario per server, small scale probe")
+    parser.add_argument("--worker-cpus", default="auto",
+                        help="OCTOPUS_WORKER_CPUS of all three servers: each worker pinned to a CPU (default auto; "
+                             "'' leaves them to the scheduler)")
     parser.add_argument("--octopus-env", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra setting for octopus-cards only (repeatable)")
     parser.add_argument("--output", default=str(RESULTS), help="directory for the JSON and PNG (default bench/results)")
@@ -936,7 +942,7 @@ def main(argv=None):
     try:
         meta = {
             "timestamp": timestamp, "database": args.database, "workers": args.workers, "seconds": args.seconds,
-            "rounds": args.rounds, "warmup": args.warmup, "connections": CONNECTIONS, "smoke": args.smoke,
+            "rounds": args.rounds, "warmup": args.warmup, "connections": CONNECTIONS, "smoke": args.smoke, "worker_cpus": args.worker_cpus,
             "octopus_env": args.octopus_env, "cpus": os.cpu_count(), "platform": platform.platform(),
             "versions": versions(), "git": git_state(), "loadavg_start": os.getloadavg(),
         }

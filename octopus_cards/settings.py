@@ -42,6 +42,7 @@ class Settings:
     key_file: str = ""
     validate_responses: bool = False
     swagger_ui: bool = True
+    worker_cpus: tuple = ()
 
     @classmethod
     def from_env(cls, environ=None):
@@ -77,6 +78,7 @@ class Settings:
             key_file=key_file,
             validate_responses=parse_bool(env, "OCTOPUS_VALIDATE_RESPONSES", cls.validate_responses),
             swagger_ui=parse_bool(env, "OCTOPUS_SWAGGER_UI", cls.swagger_ui),
+            worker_cpus=parse_cpus(env.get("OCTOPUS_WORKER_CPUS", "")),
         )
 
 
@@ -91,6 +93,22 @@ def parse_int(env, name, default, minimum, maximum=2**31 - 1):
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}")
     return value
+
+
+def parse_cpus(raw):
+    """`0,2` or `auto` (every CPU this process may use): the CPUs `serve` pins its workers to."""
+    raw = raw.strip()
+    if not raw:
+        return ()
+    if not hasattr(os, "sched_setaffinity"):
+        raise SettingsError("OCTOPUS_WORKER_CPUS needs an OS that can pin processes to CPUs (Linux)")
+    allowed = sorted(os.sched_getaffinity(0))
+    if raw == "auto":
+        return tuple(allowed)
+    parts = [part.strip() for part in raw.split(",")]
+    if not all(part.isdigit() and int(part) in allowed for part in parts):
+        raise SettingsError(f"OCTOPUS_WORKER_CPUS must be auto or CPU numbers from {', '.join(map(str, allowed))}")
+    return tuple(int(part) for part in parts)
 
 
 def parse_bool(env, name, default):

@@ -592,3 +592,16 @@ def test_oversized_headers_never_become_a_server_error(server):
             except httpx.HTTPError:
                 continue  # the server closed the connection: refused, not failed
             assert response.status_code < 500, (response.status_code, response.text[:200])
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2, reason="needs Linux and two CPUs")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_are_pinned_to_cpus_of_their_own(env, logs, workers):
+    client = create_client(env)
+    cpus = sorted(os.sched_getaffinity(0))
+    with LiveServer({**env, "OCTOPUS_WORKER_CPUS": "auto"}, logs, workers=workers, name=f"pinned-{workers}") as server:
+        pinned = sorted(cpu for pid in server.process_tree() for cpu in os.sched_getaffinity(pid)
+                        if len(os.sched_getaffinity(pid)) == 1)
+        assert pinned == cpus[:workers]
+        with server.client() as http:
+            assert_token_pair(login(http, client["api_key"], client["api_secret"]), client["client_id"])

@@ -1,10 +1,12 @@
 """Unit: settings from the environment (contract 14) and the generated key file."""
 import json
+import multiprocessing
 import os
 import threading
 
 import pytest
 
+from octopus_cards.cli import worker_cpu
 from octopus_cards.settings import Settings, SettingsError, default_key_file
 
 KEY = "x" * 32
@@ -86,3 +88,25 @@ def test_damaged_key_file_is_a_clear_error(tmp_path):
     (tmp_path / "keys").write_text(json.dumps({"kid": "k"}))
     with pytest.raises(SettingsError, match="unreadable or damaged"):
         Settings.from_env({"OCTOPUS_KEY_FILE": str(tmp_path / "keys")})
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
+def test_worker_cpus_are_auto_or_cpus_this_process_may_use(tmp_path):
+    env = {"OCTOPUS_KEY_FILE": str(tmp_path / "keys")}
+    allowed = tuple(sorted(os.sched_getaffinity(0)))
+    assert Settings.from_env(env).worker_cpus == ()
+    assert Settings.from_env({**env, "OCTOPUS_WORKER_CPUS": "auto"}).worker_cpus == allowed
+    assert Settings.from_env({**env, "OCTOPUS_WORKER_CPUS": f" {allowed[-1]}, {allowed[0]} "}).worker_cpus == (
+        allowed[-1], allowed[0]
+    )
+    for wrong in ("all", "-1", "0x1", f"{max(allowed) + 1}", "0,,1"):
+        with pytest.raises(SettingsError, match="OCTOPUS_WORKER_CPUS must be auto or CPU numbers"):
+            Settings.from_env({**env, "OCTOPUS_WORKER_CPUS": wrong})
+
+
+@pytest.mark.parametrize(
+    "process_name, cpu", [("MainProcess", 4), ("SpawnProcess-1", 4), ("SpawnProcess-2", 6), ("SpawnProcess-3", 4)]
+)
+def test_workers_are_dealt_round_the_cpus(monkeypatch, process_name, cpu):
+    monkeypatch.setattr(multiprocessing.current_process(), "name", process_name)
+    assert worker_cpu((4, 6)) == cpu
