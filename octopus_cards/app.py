@@ -1,9 +1,13 @@
 """The application factory: one OpenAPI document, bound to the handlers it names."""
 import contextlib
+import functools
 import logging
 
 import anyio
 from connexion import AsyncApp
+from connexion.apps.asynchronous import AsyncApi, AsyncOperation
+from connexion.context import receive, scope
+from connexion.decorators import StarletteDecorator
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
@@ -41,6 +45,37 @@ def lifespan_for(settings):
     return lifespan
 
 
+class DecorateOnce(StarletteDecorator):
+    """connexion 3.3 builds a handler's parameter and response decorators and its URI parser anew
+    for every request, inspecting the handler's signature each time. They depend only on the
+    operation, which is fixed for one AsyncOperation, so each is built once."""
+
+    def __call__(self, function):
+        decorated = self.decorate(function)
+        uri_parser = None
+
+        @functools.wraps(function)
+        async def wrapper(*args, **kwargs):
+            nonlocal uri_parser
+            uri_parser = uri_parser or self.uri_parser
+            return await decorated(self.framework.get_request(uri_parser=uri_parser, scope=scope, receive=receive))
+
+        return wrapper
+
+
+class OperationDecoratedOnce(AsyncOperation):
+    @functools.cached_property
+    def fn(self):
+        return DecorateOnce(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
+
+
+class Api(AsyncApi):
+    def make_operation(self, operation):
+        return OperationDecoratedOnce.from_operation(
+            operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier
+        )
+
+
 def middleware_stack(swagger_ui):
     """connexion's default stack, with the Swagger UI middleware confined to its pages, or
     left out when the UI is off."""
@@ -56,6 +91,7 @@ def create_app(settings=None):
     models.connect(settings.database_url)
     spec = load_spec()
     app = AsyncApp(__name__, lifespan=lifespan_for(settings), middlewares=middleware_stack(settings.swagger_ui))
+    app._middleware_app.api_cls = Api  # connexion 3.3 offers no argument for it
     app.add_api(
         spec,
         validator_map=VALIDATOR_MAP,

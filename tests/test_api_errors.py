@@ -4,6 +4,7 @@ import re
 import time
 
 import pytest
+from connexion.decorators import parameter
 
 from conftest import TEST_PEER, bearer, make_settings
 from models import Country
@@ -134,6 +135,20 @@ def test_without_swagger_ui_docs_is_an_unknown_route(migrated, new_client, login
         assert api.get("/openapi.json").status_code == 200
         tokens = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]
         assert api.get("/api/v1/countries/1", headers=bearer(tokens["access_token"])).status_code == 200
+
+
+def test_handlers_are_decorated_once_not_per_request(migrated, new_client, login, monkeypatch):
+    inspected = []
+    original = parameter.inspect_function_arguments
+    monkeypatch.setattr(parameter, "inspect_function_arguments", lambda fn: inspected.append(fn) or original(fn))
+    _, key, secret = new_client()
+    with create_app(make_settings(migrated)).test_client(client=TEST_PEER) as api:
+        tokens = [api.post("/auth/login", json={"username": key, "password": secret}) for _ in range(3)]
+        assert [response.status_code for response in tokens] == [200] * 3
+        headers = bearer(tokens[0].json()["data"]["access_token"])
+        for country_id in (1, 2, 3):
+            assert api.get(f"/api/v1/countries/{country_id}", headers=headers).status_code == 200
+    assert sorted(fn.__name__ for fn in inspected) == ["get_country", "login"]
 
 
 def test_oversized_body_is_413_by_content_length(api):
