@@ -226,6 +226,10 @@ def worker_app():
     """
     from octopus_cards.app import create_app
 
+    # No log format of ours or uvicorn's shows the caller, thread or process: the logging HOWTO's
+    # "Optimization" settings spare every record from looking them up.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     settings = Settings.from_env()
     if settings.worker_cpus:
         os.sched_setaffinity(0, {worker_cpu(settings.worker_cpus)})
