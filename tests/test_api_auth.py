@@ -2,6 +2,7 @@
 import datetime
 
 import jwt
+import peewee
 import pytest
 
 import models
@@ -317,6 +318,21 @@ def test_logout_records_revoked_at_on_every_token_of_the_client(api, new_client,
     with models.db.connection_context():  # the bookkeeping runs once the answer is sent (13.3)
         unmarked = Token.select(Token.client).where(Token.revoked_at.is_null() & Token.client.in_([client.id, other.id]))
         assert [row.client_id for row in unmarked] == [other.id, other.id]
+
+
+def test_logout_holds_when_its_bookkeeping_cannot_reach_the_database(api, new_client, login, monkeypatch, caplog):
+    _, key, secret = new_client()
+    tokens = login(key, secret)
+
+    def unreachable(client_id):
+        raise peewee.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(Token, "record_logout", unreachable)
+    response = api.post("/auth/logout", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert api.get("/api/v1/currencies", headers=bearer(tokens["access_token"])).status_code == 401
+    assert "not recorded yet: the database is unreachable" in caplog.text
+    assert not any(record.exc_info for record in caplog.records)
 
 
 def test_login_right_after_logout_works(api, new_client, login):
