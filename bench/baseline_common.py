@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import re
 import secrets
 import sys
@@ -38,7 +37,7 @@ from peewee import JOIN, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
 from models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
-from octopus_cards.cli import worker_cpu
+from octopus_cards.cli import pin_worker
 from octopus_cards.settings import Settings
 
 ISSUER = "octopus-cards"
@@ -367,8 +366,7 @@ def bind_database(url):
 def setup():
     """Read the settings, pin the worker as `octopus-cards serve` does, and bind the models."""
     settings = Settings.from_env()
-    if settings.worker_cpus:
-        os.sched_setaffinity(0, {worker_cpu(settings.worker_cpus)})
+    pin_worker(settings.worker_cpus)
     bind_database(settings.database_url)
     return settings
 

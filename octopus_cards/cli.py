@@ -231,9 +231,14 @@ def worker_app():
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     settings = Settings.from_env()
-    if settings.worker_cpus:
-        os.sched_setaffinity(0, {worker_cpu(settings.worker_cpus)})
+    pin_worker(settings.worker_cpus)
     return create_app(settings)
+
+
+def pin_worker(cpus):
+    """Pin this worker process to its CPU of `cpus` (none: leave it to the scheduler)."""
+    if cpus:
+        os.sched_setaffinity(0, {worker_cpu(cpus)})
 
 
 def worker_cpu(cpus):
