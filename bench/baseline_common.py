@@ -36,7 +36,7 @@ from ksuid import Ksuid
 from peewee import JOIN, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
-from models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
+from octopus_cards.models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
 from octopus_cards.cli import pin_worker
 from octopus_cards.settings import Settings
 

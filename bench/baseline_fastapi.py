@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 import baseline_common as common
-from models import db
+from octopus_cards.models import db
 
 
 class NotFound(Exception):

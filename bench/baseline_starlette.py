@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import baseline_common as common
-from models import db
+from octopus_cards.models import db
 
 
 class Json(Response):

@@ -13,9 +13,9 @@ import secrets
 
 from peewee import SqliteDatabase
 
-import models
-from handlers.tokens import TokenCodec
-from models import Client, Token, TokenFamily, db
+from octopus_cards import models
+from octopus_cards.http.jwt_codec import TokenCodec
+from octopus_cards.models import Client, Token, TokenFamily, db
 
 BATCH = 20_000
 

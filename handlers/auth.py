@@ -3,21 +3,16 @@ import logging
 
 from peewee import InterfaceError, OperationalError
 from starlette.background import BackgroundTask
-from starlette.responses import JSONResponse
 
-from handlers.audit import audit
-from handlers.errors import unauthorized
-from handlers.ratelimit import digest, enforce
-from handlers.security import caller_address, require_allowed, runtime
-from handlers.tokens import REFRESH, TokenRejected
-from models import Client, Token, db
+from octopus_cards.http.errors import unauthorized
+from octopus_cards.http.jwt_codec import REFRESH, TokenRejected
+from octopus_cards.http.observability import audit
+from octopus_cards.http.responses import wrapped
+from octopus_cards.http.security import caller_address, rate_limit, require_allowed, runtime
+from octopus_cards.http.throttling import digest
+from octopus_cards.models import Client, Token, db
 
 logger = logging.getLogger("octopus_cards")
-
-
-def wrapped(data, background=None):
-    """The auth endpoints' envelope (contract 1.5)."""
-    return JSONResponse({"success": True, "data": data}, background=background)
 
 
 def token_response(client_id, pair):
@@ -35,8 +30,8 @@ def token_response(client_id, pair):
 @db.connection_context()
 def login(body):
     rt, address = runtime(), caller_address()
-    enforce(rt.settings, "login", f"ip:{address}", address)
-    enforce(rt.settings, "login", f"key:{digest(body['username'])}", address)
+    rate_limit(f"ip:{address}", address)
+    rate_limit(f"key:{digest(body['username'])}", address)
     authenticated = Client.authenticate(rt.settings.secret_pepper, body["username"], body["password"])
     if authenticated is None:
         audit("login.failure", address)
@@ -52,7 +47,7 @@ def login(body):
 @db.connection_context()
 def refresh(body):
     rt, address = runtime(), caller_address()
-    enforce(rt.settings, "refresh", f"ip:{address}", address)
+    rate_limit(f"ip:{address}", address)
     try:
         presented = rt.codec.verify(body["refresh_token"], REFRESH)
     except TokenRejected as rejected:

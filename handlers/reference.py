@@ -4,15 +4,14 @@ Reference data changes only by migration or operator tooling, and clients may ca
 day (the Cache-Control below); each process keeps the encoded answers for
 OCTOPUS_REFERENCE_CACHE_TTL seconds, so a warm request touches no database beyond the bearer check.
 """
-import json
 import time
 
 import anyio
-from starlette.responses import Response
 
-from handlers.errors import invalid_feature, not_found
-from handlers.security import runtime
-from models import Category, Country, Currency, Subcategory, db
+from octopus_cards.http.responses import compact_json, json_body
+from octopus_cards.http.security import runtime
+from octopus_cards.models import Category, Country, Currency, Subcategory, db
+from octopus_cards.models.exceptions import NotFound
 
 CACHE_HEADERS = {"Cache-Control": "private, max-age=86400, stale-while-revalidate=600"}
 
@@ -21,16 +20,12 @@ class Encoded:
     """One model's active rows, encoded once: the list, and each row by id."""
 
     def __init__(self, rows, expires):
-        self.listing = encode(rows)
-        self.by_id = {row["id"]: encode(row) for row in rows}
+        self.listing = compact_json(rows)
+        self.by_id = {row["id"]: compact_json(row) for row in rows}
         self.expires = expires
 
 
 CACHE = {}
-
-
-def encode(value):
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def load(model, ttl):
@@ -46,24 +41,15 @@ async def encoded(model):
     return entry
 
 
-def json_response(body):
-    return Response(body, media_type="application/json", headers=CACHE_HEADERS)
-
-
 async def listing(model):
-    return json_response((await encoded(model)).listing)
+    return json_body((await encoded(model)).listing, CACHE_HEADERS)
 
 
 async def detail(model, row_id):
     body = (await encoded(model)).by_id.get(row_id)
     if body is None:
-        raise not_found(f"{model.__name__} not found")
-    return json_response(body)
-
-
-def require_vouchers(token_info):
-    if "vouchers" not in token_info["features"]:
-        raise invalid_feature()
+        raise NotFound(model.__name__)
+    return json_body(body, CACHE_HEADERS)
 
 
 async def list_countries():
@@ -82,21 +68,17 @@ async def get_currency(currency_id):
     return await detail(Currency, currency_id)
 
 
-async def list_categories(token_info):
-    require_vouchers(token_info)
+async def list_categories():
     return await listing(Category)
 
 
-async def get_category(category_id, token_info):
-    require_vouchers(token_info)
+async def get_category(category_id):
     return await detail(Category, category_id)
 
 
-async def list_subcategories(token_info):
-    require_vouchers(token_info)
+async def list_subcategories():
     return await listing(Subcategory)
 
 
-async def get_subcategory(subcategory_id, token_info):
-    require_vouchers(token_info)
+async def get_subcategory(subcategory_id):
     return await detail(Subcategory, subcategory_id)

@@ -1,10 +1,10 @@
 """Persistence: peewee models bound to one database chosen by URL at start-up."""
-from models.base import connect, db, migrate, write_txn
-from models.clients import Client, ClientFeature, ClientIpAllow, FEATURES
-from models.maintenance import prune
-from models.ratelimit import RateLimitHit
-from models.reference import Category, Country, Currency, Subcategory
-from models.tokens import Token, TokenFamily, TokenState
+from octopus_cards.models.base import connect, db, migrate, write_txn
+from octopus_cards.models.clients import Client, ClientFeature, ClientIpAllow, FEATURES
+from octopus_cards.models.maintenance import prune
+from octopus_cards.models.ratelimit import RateLimitHit
+from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
+from octopus_cards.models.tokens import Token, TokenFamily, TokenState
 
 __all__ = [
     "FEATURES",

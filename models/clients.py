@@ -12,8 +12,8 @@ from peewee import (
     IntegerField,
 )
 
-from models.base import BaseModel, Prepared, db, utcnow
-from models.reference import Currency
+from octopus_cards.models.base import BaseModel, Prepared, db, utcnow
+from octopus_cards.models.reference_data import Currency
 
 FEATURES = ("vouchers", "topups", "esim")
 

@@ -1,7 +1,7 @@
 """Housekeeping that keeps the hot tables small; safe to run from any number of processes."""
-from models.base import db
-from models.ratelimit import RateLimitHit
-from models.tokens import Token
+from octopus_cards.models.base import db
+from octopus_cards.models.ratelimit import RateLimitHit
+from octopus_cards.models.tokens import Token
 
 
 def prune():

@@ -4,7 +4,7 @@ import time
 
 from peewee import CharField, DoubleField, fn
 
-from models.base import BaseModel, lock_for_update, write_txn
+from octopus_cards.models.base import BaseModel, lock_for_update, write_txn
 
 WINDOW_SECONDS = 60
 

@@ -15,8 +15,8 @@ import datetime
 
 from peewee import JOIN, CharField, DateTimeField, ForeignKeyField, IntegerField, fn
 
-from models.base import BaseModel, Prepared, db, on_sqlite, utcnow, write_txn
-from models.clients import Client, ClientFeature, ClientIpAllow
+from octopus_cards.models.base import BaseModel, Prepared, db, on_sqlite, utcnow, write_txn
+from octopus_cards.models.clients import Client, ClientFeature, ClientIpAllow
 
 
 class TokenFamily(BaseModel):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from peewee import DatabaseError
 
-import models
-from models import FEATURES, Client
+from octopus_cards import models
+from octopus_cards.models import FEATURES, Client
 from octopus_cards.settings import Settings, SettingsError, parse_network
 
 

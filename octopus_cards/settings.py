@@ -21,6 +21,7 @@ RATE_LIMIT_PROFILES = {
     "production": {"login": 10, "refresh": 20, "orders": 60, "charges": 120, "default": 300},
     "off": {},
 }
+RATE_LIMIT_CLASSES = tuple(RATE_LIMIT_PROFILES["sandbox"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,12 +128,11 @@ def parse_rate_limits(env):
     if profile not in RATE_LIMIT_PROFILES:
         raise SettingsError(f"OCTOPUS_RATE_LIMIT_PROFILE must be one of {', '.join(RATE_LIMIT_PROFILES)}")
     limits = dict(RATE_LIMIT_PROFILES[profile])
-    known = RATE_LIMIT_PROFILES["sandbox"]
     for pair in filter(None, (item.strip() for item in env.get("OCTOPUS_RATE_LIMITS", "").split(","))):
         name, _, value = pair.partition("=")
-        if name.strip() not in known or not value.strip().isdigit() or int(value) < 1:
+        if name.strip() not in RATE_LIMIT_CLASSES or not value.strip().isdigit() or int(value) < 1:
             raise SettingsError(
-                f"OCTOPUS_RATE_LIMITS must be comma-separated class=N pairs, classes: {', '.join(known)}"
+                f"OCTOPUS_RATE_LIMITS must be comma-separated class=N pairs, classes: {', '.join(RATE_LIMIT_CLASSES)}"
             )
         limits[name.strip()] = int(value)
     return limits

@@ -7,16 +7,11 @@ import uuid
 import psycopg2
 import pytest
 
-import models
-from models import Client
-from octopus_cards.app import create_app
-from octopus_cards.settings import Settings
+from support.inprocess import POSTGRES_ADMIN_URL, TEST_PEER, make_settings
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "OCTOPUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-# An address inside the documentation range: the in-process client's peer.
-TEST_PEER = ("203.0.113.5", 50000)
+from octopus_cards import models
+from octopus_cards.app import create_app
+from octopus_cards.models import Client
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +56,8 @@ def migrated(base_env):
 
 @pytest.fixture(scope="session")
 def env(migrated):
-    """The environment of a real `octopus-cards serve` on the session database (tests/live_server.py)."""
+    """The environment of a real `octopus-cards serve` on the session database (tests/support/live_server.py)."""
     return migrated
-
-
-def make_settings(env, **overrides):
-    return Settings.from_env({**env, **{k: str(v) for k, v in overrides.items()}})
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +103,3 @@ def login(api):
         return response.json()["data"]
 
     return do_login
-
-
-def bearer(access_token):
-    return {"Authorization": f"Bearer {access_token}"}

@@ -1,0 +1,14 @@
+"""What the domain refuses. The HTTP layer turns each into the contract's envelope in one place
+(octopus_cards/http/errors.py); nothing here knows about statuses or error codes."""
+
+
+class DomainError(Exception):
+    """A request the domain cannot carry out as asked."""
+
+
+class NotFound(DomainError):
+    """`thing` (`Country`, `Wallet`, ...) is missing, inactive, or not the caller's to see."""
+
+    def __init__(self, thing):
+        super().__init__(f"{thing} not found")
+        self.thing = thing

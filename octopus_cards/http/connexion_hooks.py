@@ -1,0 +1,158 @@
+"""Every place the server reaches into connexion 3.3's internals, gathered here. connexion is
+pinned to ~=3.3.0; each hook has a test that fails if an upgrade changes what it relies on.
+
+| hook | private API it relies on | pinned by |
+|---|---|---|
+| ShortOperationIds | `Resolution`, `RelativeResolver.resolve` | tests/api/test_operations.py (labels), tests/contract/test_sdk.py |
+| DecorateOnce | `StarletteDecorator.decorate`, `.framework.get_request`, `.uri_parser` | tests/api/test_errors.py::test_handlers_are_decorated_once_not_per_request |
+| OperationDecoratedOnce | `AsyncOperation._fn`, `.fn` | the same test |
+| install (Api) | `AsyncApp._middleware_app.api_cls`, `AsyncApi.make_operation` | the same test |
+| BodyValidator | `JSONRequestBodyValidator._schema`, `._validator`, `._insert_messages` | tests/unit/test_validation.py |
+| Parameters | `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter` | tests/api/test_errors.py, tests/api/test_reference.py |
+| DocsSwaggerUI, middleware_stack | `SwaggerUIMiddleware`, `ConnexionMiddleware.default_middlewares` | tests/api/test_errors.py::test_swagger_ui_is_served, ::test_without_swagger_ui_docs_is_an_unknown_route |
+"""
+import functools
+
+from connexion.apps.asynchronous import AsyncApi, AsyncOperation
+from connexion.context import receive, scope
+from connexion.datastructures import MediaTypeDict
+from connexion.decorators import StarletteDecorator
+from connexion.middleware import ConnexionMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from connexion.resolver import RelativeResolver, Resolution
+from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from starlette.datastructures import Headers
+
+from octopus_cards.http.errors import invalid_feature, unsupported_media_type
+from octopus_cards.http.runtime import SCOPE_KEY
+from octopus_cards.http.validation import check_body, parse_json, path_id_error, query_error
+
+DOCS_PATH = "/docs"
+
+
+class ShortOperationIds(RelativeResolver):
+    """Binds `auth.login` to `<handlers package>.auth.login`, and keeps `auth.login` as the
+    operation's id: routing, metrics and logs then name operations as the document does."""
+
+    def resolve(self, operation):
+        return Resolution(super().resolve(operation).function, operation.operation_id)
+
+
+class DecorateOnce(StarletteDecorator):
+    """connexion 3.3 builds a handler's parameter and response decorators and its URI parser anew
+    for every request, inspecting the handler's signature each time. They depend only on the
+    operation, which is fixed for one AsyncOperation, so each is built once.
+
+    Right before the handler, after the request is validated, the operation's feature gate
+    (`x-octopus-feature`; contract 1.10, check 10).
+    """
+
+    def __init__(self, operation_id, **kwargs):
+        super().__init__(**kwargs)
+        self.operation_id = operation_id
+
+    def __call__(self, function):
+        decorated = self.decorate(function)
+        uri_parser = None
+
+        @functools.wraps(function)
+        async def wrapper(*args, **kwargs):
+            nonlocal uri_parser
+            current = scope._get_current_object()
+            feature = current[SCOPE_KEY].policies[self.operation_id].feature
+            if feature is not None:
+                token_info = current["extensions"]["connexion_context"]["token_info"]
+                if feature not in token_info["features"]:
+                    raise invalid_feature()
+            uri_parser = uri_parser or self.uri_parser
+            return await decorated(self.framework.get_request(uri_parser=uri_parser, scope=current, receive=receive))
+
+        return wrapper
+
+
+class OperationDecoratedOnce(AsyncOperation):
+    @functools.cached_property
+    def fn(self):
+        return DecorateOnce(self.operation_id, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(
+            self._fn
+        )
+
+
+class Api(AsyncApi):
+    def make_operation(self, operation):
+        return OperationDecoratedOnce.from_operation(
+            operation, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier
+        )
+
+
+def install(app):
+    """Make `app` (a connexion AsyncApp) build its operations with OperationDecoratedOnce."""
+    app._middleware_app.api_cls = Api  # connexion 3.3 offers no argument for it
+
+
+# connexion builds a jsonschema validator per request; an operation's schema never changes.
+SCHEMA_VALIDATORS = {}
+
+
+class BodyValidator(JSONRequestBodyValidator):
+    """Strict JSON and the contract's messages, instead of problem+json that names no field."""
+
+    @property
+    def _validator(self):
+        cached = SCHEMA_VALIDATORS.get(id(self._schema))
+        if cached is None or cached[0] is not self._schema:
+            cached = SCHEMA_VALIDATORS[id(self._schema)] = (self._schema, super()._validator)
+        return cached[1]
+
+    async def wrap_receive(self, receive, *, scope):
+        if "content-type" not in Headers(scope=scope):
+            # connexion would guess application/json and pass the body on as bytes.
+            raise unsupported_media_type()
+        messages = []
+        more_body = True
+        while more_body:
+            message = await receive()
+            messages.append(message)
+            more_body = message.get("more_body", False)
+        raw = b"".join(message.get("body", b"") for message in messages)
+        check_body(self._schema, self._validator, parse_json(raw) if raw.strip() else None)
+        return self._insert_messages(receive, messages=messages), scope
+
+
+class Parameters(ParameterValidator):
+    """Query parameters are named in the message; path ids give `Invalid <thing> ID`."""
+
+    def validate_request(self, request):
+        for param in self.parameters.get("path", []):
+            if self.validate_path_parameter(param, request):
+                raise path_id_error(param["name"])
+        for param in self.parameters.get("query", []):
+            if self.validate_query_parameter(param, request):
+                raise query_error(param["name"], param["name"] in request.query_params)
+
+
+VALIDATOR_MAP = {
+    "parameter": Parameters,
+    # Every operation consumes JSON only; other media types are refused with 415 before this.
+    "body": MediaTypeDict({"*/*json": BodyValidator}),
+}
+
+
+class DocsSwaggerUI(SwaggerUIMiddleware):
+    """connexion's Swagger UI middleware, which would run every request through a router of its
+    own, for the /docs pages only."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not scope["path"].startswith(DOCS_PATH):
+            return await self.app(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
+def middleware_stack(swagger_ui):
+    """connexion's default stack, with the Swagger UI middleware confined to its pages, or
+    left out when the UI is off."""
+    return [
+        DocsSwaggerUI if middleware is SwaggerUIMiddleware else middleware
+        for middleware in ConnexionMiddleware.default_middlewares
+        if swagger_ui or middleware is not SwaggerUIMiddleware
+    ]

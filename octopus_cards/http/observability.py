@@ -1,0 +1,92 @@
+"""What operators see of each request: Prometheus metrics, the JSON access log and the audit log.
+
+Every line and every sample is labelled with the operation's id from the OpenAPI document
+(`auth.login`), which stays stable when code moves. With several worker processes, `serve` points
+PROMETHEUS_MULTIPROC_DIR at a shared directory before the workers start, and a scrape adds up
+every worker's values.
+"""
+import contextvars
+import dataclasses
+import json
+import logging
+import os
+import time
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+REQUESTS = Counter("octopus_requests_total", "Requests answered, by operation and status.", ["operation", "status"])
+LATENCY = Histogram(
+    "octopus_request_duration_seconds",
+    "Time to answer a request, by operation.",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+AUTH_EVENTS = Counter("octopus_auth_events_total", "Authentication events, by kind.", ["event"])
+RATE_LIMITED = Counter("octopus_rate_limited_total", "Requests refused by a rate limit, by class.", ["limit_class"])
+
+access_log = logging.getLogger("octopus_cards.access")
+audit_log = logging.getLogger("octopus_cards.audit")
+
+UNROUTED = "unrouted"
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLabels:
+    """The request id, and the scope extensions in which routing notes the operation."""
+
+    request_id: str
+    extensions: dict
+
+    @property
+    def operation(self):
+        return self.extensions.get("connexion_routing", {}).get("operation_id") or UNROUTED
+
+
+CURRENT = contextvars.ContextVar("request_labels", default=RequestLabels("-", {}))
+
+
+def log_json(logger, **fields):
+    """One JSON log line: a UTC timestamp, the request id and operation, then `fields`."""
+    if logger.isEnabledFor(logging.INFO):
+        labels = CURRENT.get()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = {"ts": stamp, "request_id": labels.request_id, "operation": labels.operation, **fields}
+        logger.info(json.dumps(line))
+
+
+def audit(event, address=None, client_id=None, **fields):
+    """One JSON line per authentication event. Tokens, secrets and passwords are never passed here."""
+    AUTH_EVENTS.labels(event).inc()
+    log_json(audit_log, event=event, client_id=client_id, ip=str(address) if address is not None else None, **fields)
+
+
+def record_request(scope, status, elapsed):
+    operation = CURRENT.get().operation
+    REQUESTS.labels(operation, str(status)).inc()
+    LATENCY.labels(operation).observe(elapsed)
+    log_json(
+        access_log,
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        duration_ms=round(elapsed * 1000, 3),
+        peer=scope["client"][0] if scope.get("client") else None,
+    )
+
+
+def exposition():
+    """The text format and its content type, for every process of this server."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry).decode(), CONTENT_TYPE_PLAIN_0_0_4

@@ -1,0 +1,63 @@
+"""What the handlers and the HTTP pipeline need from the app that serves them, built once at
+start-up: the settings, the token codec and each operation's policy from the OpenAPI document."""
+import dataclasses
+
+from octopus_cards.http.jwt_codec import TokenCodec
+from octopus_cards.models import FEATURES
+from octopus_cards.settings import RATE_LIMIT_CLASSES, Settings
+
+# Where RequestContext puts the Runtime in each request's scope.
+SCOPE_KEY = "octopus.runtime"
+
+FEATURE = "x-octopus-feature"
+RATE_LIMIT = "x-octopus-rate-limit"
+HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete")
+
+
+class PolicyError(ValueError):
+    """The OpenAPI document declares a policy the server cannot enforce."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """An operation's feature gate (contract 1.10, check 10) and rate-limit class (10.1, check 5)."""
+
+    feature: str | None = None
+    rate_limit: str | None = None
+
+
+def policies(spec):
+    """Each operation's Policy, by operationId. Every Bearer operation must name its rate-limit class."""
+    found = {}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            where = f"{method.upper()} {path}"
+            policy = Policy(operation.get(FEATURE), operation.get(RATE_LIMIT))
+            if policy.feature not in (None, *FEATURES):
+                raise PolicyError(f"{where}: {FEATURE} must be one of {', '.join(FEATURES)}")
+            if policy.rate_limit not in (None, *RATE_LIMIT_CLASSES):
+                raise PolicyError(f"{where}: {RATE_LIMIT} must be one of {', '.join(RATE_LIMIT_CLASSES)}")
+            if policy.rate_limit is None and operation.get("security", spec.get("security")):
+                raise PolicyError(f"{where}: a Bearer operation must declare {RATE_LIMIT}")
+            found[operation["operationId"]] = policy
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    codec: TokenCodec
+    policies: dict
+
+    @classmethod
+    def build(cls, settings, spec):
+        codec = TokenCodec(
+            settings.jwt_keys,
+            settings.jwt_active_kid,
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+            settings.jwt_leeway,
+        )
+        return cls(settings, codec, policies(spec))

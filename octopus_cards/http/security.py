@@ -1,0 +1,78 @@
+"""Who is calling and may they: Bearer authentication for every protected operation, the
+caller's address and the IP allowlist, and the rate limit of the operation (contract 3.5, 3.7, 10)."""
+import anyio
+from connexion.context import scope as current_scope
+
+from octopus_cards.http.client_address import client_address, is_allowed
+from octopus_cards.http.errors import ip_not_authorized, unauthorized
+from octopus_cards.http.jwt_codec import ACCESS, TokenRejected
+from octopus_cards.http.observability import CURRENT, audit
+from octopus_cards.http.runtime import SCOPE_KEY
+from octopus_cards.http.throttling import enforce
+from octopus_cards.models import Token, db
+
+
+def request_scope(request=None):
+    # Straight from the scope: each attribute read through connexion's request proxy builds a
+    # new request object, which costs more than the lookups themselves.
+    return request.scope if request is not None else current_scope._get_current_object()
+
+
+def runtime(request=None):
+    """The app's Runtime: settings, token codec, operation policies."""
+    return request_scope(request)[SCOPE_KEY]
+
+
+def caller_address(request=None):
+    scope = request_scope(request)
+    peer = scope["client"][0] if scope.get("client") else None
+    forwarded = [value.decode("latin-1") for name, value in scope["headers"] if name == b"x-forwarded-for"]
+    return client_address(peer, forwarded, scope[SCOPE_KEY].settings.trusted_proxies)
+
+
+def rate_limit(key, address, client_id=None):
+    """The current operation's rate limit (its class from the OpenAPI document), for `key`."""
+    enforce(runtime(), CURRENT.get().operation, key, address, client_id)
+
+
+def require_allowed(address, networks, client_id):
+    """The allowlist check, run once the client is identified."""
+    if not is_allowed(address, networks):
+        audit("ip.denied", address, client_id)
+        raise ip_not_authorized()
+
+
+def bearer_token(request):
+    """The token of a single `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    values = request.headers.getlist("authorization")
+    if not values or not values[0].strip():
+        raise unauthorized("Authorization header required")
+    scheme, _, token = values[0].partition(" ")
+    if len(values) > 1 or scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        raise unauthorized("Invalid token")
+    return token
+
+
+def authorize(rt, operation_id, verified, address):
+    """Token record, client status, allowlist and rate limit: one connection, in a worker thread."""
+    with db.connection_context():
+        state = Token.state(verified.jti)
+        if state is None or not state.live or not state.issued_as(verified):
+            raise unauthorized("Invalid token")
+        require_allowed(address, state.networks, state.client_id)
+        enforce(rt, operation_id, f"client:{state.client_id}", address, state.client_id)
+    return state
+
+
+async def check_bearer(token, required_scopes=None, request=None):
+    """connexion's bearerInfoFunc. The JWT is checked on the loop; the database in a thread."""
+    token = bearer_token(request)
+    rt = runtime(request)
+    try:
+        verified = rt.codec.verify(token, ACCESS)
+    except TokenRejected as rejected:
+        raise unauthorized("Token expired" if rejected.expired else "Invalid token") from None
+    state = await anyio.to_thread.run_sync(
+        authorize, rt, CURRENT.get().operation, verified, caller_address(request)
+    )
+    return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti, "features": state.features}

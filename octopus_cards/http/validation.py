@@ -1,0 +1,72 @@
+"""Request validation in the contract's words (contract 1.9, 2.3): strict JSON parsing and the
+messages that name the field. connexion's validators call these (connexion_hooks.py)."""
+import json
+import re
+
+from octopus_cards.http.errors import bad_request, syntax_error, validation_error
+
+# A schema may fix the message for every violation of it (login and refresh do, contract 2.2).
+FIXED_MESSAGE = "x-octopus-error-message"
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+# A \uD800-\uDFFF escape: fine in a pair, but a lone one decodes to text that is not Unicode.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_json(raw):
+    """Strict JSON from bytes: UTF-8 only, no NaN/Infinity, no lone surrogates, bounded nesting."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        if SURROGATE_ESCAPE.search(raw):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except (UnicodeError, ValueError, RecursionError):
+        raise syntax_error() from None
+
+
+def field_message(schema, error):
+    """`<field> is required` for a missing or null required field, else `<field> is invalid`."""
+    path = [str(part) for part in error.absolute_path]
+    if error.validator == "required":
+        missing = next(name for name in error.validator_value if name not in error.instance)
+        return f"{'.'.join(path + [missing])} is required"
+    if error.instance is None and path and _is_required(schema, list(error.absolute_path)):
+        return f"{'.'.join(path)} is required"
+    return f"{'.'.join(path) or 'Request body'} is invalid"
+
+
+def _is_required(schema, path):
+    *parents, name = path
+    for part in parents:
+        schema = schema.get("items", {}) if isinstance(part, int) else schema.get("properties", {}).get(part, {})
+    return name in schema.get("required", ())
+
+
+def resource_name(path_param):
+    """`country_id` -> `country`: the spec names each path id after its resource."""
+    return path_param.removesuffix("_id").replace("_", " ")
+
+
+def check_body(schema, validator, body):
+    """Raise the contract's 400 for the first violation of `schema` by the parsed `body`."""
+    fixed = schema.get(FIXED_MESSAGE)
+    if body is None:
+        raise validation_error(fixed or "Request body is required")
+    if not isinstance(body, dict):
+        raise validation_error(fixed or "Request body must be a JSON object")
+    error = next(iter(validator.iter_errors(body)), None)
+    if error is None:
+        return
+    raise validation_error(fixed or field_message(schema, error))
+
+
+def path_id_error(param_name):
+    return bad_request(f"Invalid {resource_name(param_name)} ID")
+
+
+def query_error(param_name, present):
+    return validation_error(f"{param_name} is {'invalid' if present else 'required'}")

@@ -1,0 +1,275 @@
+"""A corpus of hostile requests: every one is refused with a 4xx in the envelope, none is a 5xx.
+
+Built from the attacks mature auth servers have met: algorithm confusion, key-id games, embedded
+keys, forged and malformed tokens, header tricks, hostile JSON, hostile ids and forged forwarding.
+"""
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from support.inprocess import TEST_PEER, bearer
+
+KID = "test-kid"
+KEY = ("k" * 40).encode()  # the session's signing key (tests/conftest.py)
+
+
+def b64(data):
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def sign(header, claims, key=KEY):
+    signing_input = f"{b64(header)}.{b64(claims)}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def claims(client_id=1, **overrides):
+    now = 1_900_000_000 - 10**8  # well inside any sane clock
+    base = {"iss": "octopus-cards", "sub": str(client_id), "client_id": client_id, "jti": "forged-jti",
+            "iat": now, "nbf": now, "exp": now + 10**9, "token_use": "access"}
+    return {**base, **overrides}
+
+
+HEADER = {"alg": "HS256", "kid": KID, "typ": "JWT"}
+
+FORGED_TOKENS = {
+    "alg none": b64({"alg": "none", "kid": KID}) + "." + b64(claims()) + ".",
+    "alg None": b64({"alg": "None", "kid": KID}) + "." + b64(claims()) + ".",
+    "alg HS512 same key": b64({"alg": "HS512", "kid": KID}) + "." + b64(claims()) + "." + b64(
+        hmac.new(KEY, (b64({"alg": "HS512", "kid": KID}) + "." + b64(claims())).encode(), hashlib.sha512).digest()),
+    "alg RS256 key confusion": b64({"alg": "RS256", "kid": KID}) + "." + b64(claims()) + ".c2ln",
+    "alg ES256": b64({"alg": "ES256", "kid": KID}) + "." + b64(claims()) + ".c2ln",
+    "kid missing": sign({"alg": "HS256"}, claims()),
+    "kid unknown": sign({**HEADER, "kid": "other"}, claims()),
+    "kid path traversal": sign({**HEADER, "kid": "../../etc/passwd"}, claims()),
+    "kid sql": sign({**HEADER, "kid": "' OR '1'='1"}, claims()),
+    "kid empty": sign({**HEADER, "kid": ""}, claims()),
+    "kid null": sign({**HEADER, "kid": None}, claims()),
+    "kid list": sign({**HEADER, "kid": [KID]}, claims()),
+    "jku header": sign({**HEADER, "jku": "https://attacker.invalid/jwks.json"}, claims()),
+    "x5u header": sign({**HEADER, "x5u": "https://attacker.invalid/cert.pem"}, claims()),
+    "jwk header": sign({**HEADER, "jwk": {"kty": "oct", "k": b64(b"attacker")}}, claims()),
+    "x5c header": sign({**HEADER, "x5c": ["MIIB"]}, claims()),
+    "crit header": sign({**HEADER, "crit": ["b64"], "b64": False}, claims()),
+    "other key": sign(HEADER, claims(), key=b"x" * 40),
+    "empty key": sign(HEADER, claims(), key=b""),
+    "valid signature, unknown jti": sign(HEADER, claims()),
+    "refresh token type": sign(HEADER, claims(token_use="refresh")),
+    "no token_use": sign(HEADER, {k: v for k, v in claims().items() if k != "token_use"}),
+    "wrong issuer": sign(HEADER, claims(iss="evil")),
+    "no issuer": sign(HEADER, {k: v for k, v in claims().items() if k != "iss"}),
+    "sub/client_id mismatch": sign(HEADER, claims(sub="2")),
+    "client_id as string": sign(HEADER, claims(client_id="1")),
+    "client_id negative": sign(HEADER, claims(client_id=-1, sub="-1")),
+    "client_id huge": sign(HEADER, claims(client_id=10**30, sub=str(10**30))),
+    "exp as string": sign(HEADER, claims(exp="never")),
+    "exp float": sign(HEADER, claims(exp=1e30)),
+    "iat in the future": sign(HEADER, claims(iat=4_000_000_000, nbf=4_000_000_000)),
+    "jti object": sign(HEADER, claims(jti={"$ne": None})),
+    "payload is a list": b64(HEADER) + "." + b64([1, 2]) + ".c2ln",
+    "header not json": b64(b"{not json") + "." + b64(claims()) + ".c2ln",
+    "truncated": sign(HEADER, claims())[:-10],
+    "two segments": ".".join(sign(HEADER, claims()).split(".")[:2]),
+    "four segments": sign(HEADER, claims()) + ".extra",
+    "bad base64": "eyJ!!!.eyJ!!!.!!!",
+    "only dots": "..",
+    "oversized": sign(HEADER, claims(pad="A" * 20_000)),
+    "whitespace inside": sign(HEADER, claims()).replace(".", ". ", 1),
+    "percent encoded": sign(HEADER, claims()).replace(".", "%2E"),
+}
+
+
+@pytest.fixture(scope="module")
+def session(app, settings):
+    """A real client and tokens, for attacks that start from something valid."""
+    from octopus_cards import models
+    from octopus_cards.models import Client
+
+    with models.db.connection_context():
+        client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers",))
+    with app.test_client(client=TEST_PEER) as api:
+        tokens = api.post("/auth/login", json={"username": client.api_key, "password": secret}).json()["data"]
+    return {"client": client, "secret": secret, **tokens}
+
+
+def assert_refused(response, status=None):
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:200])
+    if status:
+        assert response.status_code == status, response.text[:200]
+    if response.request.method != "HEAD":
+        body = response.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"name", "code", "message"}
+    assert response.headers["content-type"] == "application/json"
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("name", sorted(FORGED_TOKENS))
+@pytest.mark.parametrize("path", ["/api/v1/countries", "/api/v1/categories/1", "/auth/logout"])
+def test_forged_bearer_tokens(api, name, path):
+    method = "POST" if path == "/auth/logout" else "GET"
+    response = api.request(method, path, headers={"Authorization": f"Bearer {FORGED_TOKENS[name]}".encode()})
+    assert_refused(response, 401)
+
+
+@pytest.mark.parametrize("name", sorted(FORGED_TOKENS))
+def test_forged_refresh_tokens(api, name):
+    token = FORGED_TOKENS[name].replace('"access"', '"refresh"')
+    assert_refused(api.post("/auth/refresh", json={"refresh_token": token}), 401)
+
+
+AUTHORIZATION_TRICKS = [
+    b"Bearer", b"Bearer ", b"Bearer  ", b"Bearer\t{token}", b"Bearer  {token}", b"Bearer {token} ",
+    b"Basic {token}", b"Digest {token}", b"Token {token}", b"JWT {token}", b"{token}", b"Bearer={token}",
+    b"Bearer:{token}", b"Bearer {token},Bearer {token}", b"Bearer \xff\xfe", b"Bearer \xc3\xa9", b"Bearer " + b"A" * 8000, b"Bearer null", b"Bearer undefined",
+    b"Bearer {token}.", b"Bearer .{token}", b"bearer{token}",
+]
+
+
+@pytest.mark.parametrize("template", AUTHORIZATION_TRICKS)
+def test_authorization_header_tricks(api, session, template):
+    value = template.replace(b"{token}", session["access_token"].encode())
+    assert_refused(api.get("/api/v1/countries", headers={"Authorization": value}), 401)
+
+
+def test_duplicated_authorization_headers(api, session):
+    token = session["access_token"]
+    for pair in ((f"Bearer {token}", "Bearer garbage"), ("Bearer garbage", f"Bearer {token}"),
+                 (f"Bearer {token}", f"Bearer {token}")):
+        response = api.get("/api/v1/countries", headers=[("Authorization", value) for value in pair])
+        assert_refused(response, 401)
+
+
+def nested(depth):
+    return b"[" * depth + b"]" * depth
+
+
+HOSTILE_BODIES = {
+    "deeply nested array": nested(100_000),
+    "deeply nested object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "nested inside a field": b'{"username": ' + nested(10_000) + b', "password": "x"}',
+    "huge number": b'{"username": ' + b"9" * 5000 + b', "password": "x"}',
+    "NaN": b'{"username": NaN, "password": "x"}',
+    "Infinity": b'{"username": "a", "password": Infinity}',
+    "utf-16": '{"username": "a", "password": "b"}'.encode("utf-16"),
+    "latin-1": '{"username": "é", "password": "b"}'.encode("latin-1"),
+    "lone surrogate escape": b'{"username": "\\ud800", "password": "b"}',
+    "nul bytes": b'{"username": "a\x00", "password": "b"}',
+    "bom": b'\xef\xbb\xbf{"username": "a", "password": "b"}',
+    "trailing garbage": b'{"username": "a", "password": "b"} trailing',
+    "two documents": b'{"username": "a"}{"password": "b"}',
+    "single quotes": b"{'username': 'a', 'password': 'b'}",
+    "comment": b'{"username": "a", /* x */ "password": "b"}',
+    "duplicate keys": b'{"username": "a", "username": 5, "password": "b"}',
+    "wide object": b"{" + b",".join(b'"k%d": %d' % (i, i) for i in range(50_000)) + b"}",
+    "long string": b'{"username": "' + b"a" * 500_000 + b'", "password": "b"}',
+    "over the size limit": b'{"username": "' + b"a" * 1_100_000 + b'", "password": "b"}',
+    "empty": b"",
+    "whitespace": b" \n\t ",
+    "null": b"null",
+    "true": b"true",
+    "array of credentials": b'[{"username": "a", "password": "b"}]',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/refresh"])
+def test_hostile_json_bodies(api, name, path):
+    response = api.post(path, content=HOSTILE_BODIES[name], headers={"Content-Type": "application/json"})
+    assert_refused(response)
+
+
+WRONG_TYPES = [None, True, 0, -1, 1.5, 10**40, "", [], {}, ["a"], {"a": "b"}]
+
+
+@pytest.mark.parametrize("value", WRONG_TYPES, ids=repr)
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_wrong_types_in_every_login_field(api, field, value):
+    body = {"username": "ock_x", "password": "secret", field: value}
+    response = api.post("/auth/login", json=body)
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "Username and password are required"
+
+
+@pytest.mark.parametrize("value", WRONG_TYPES, ids=repr)
+def test_wrong_types_in_the_refresh_field(api, value):
+    response = api.post("/auth/refresh", json={"refresh_token": value})
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "Refresh token is required"
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/json", "application/jsonx", "application/problem+json; x", "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded", "*/*", "application/*", "", "application/json\x00",
+])
+def test_hostile_content_types(api, content_type):
+    response = api.post("/auth/login", content=b'{"username": "a", "password": "b"}',
+                        headers={"Content-Type": content_type.encode()})
+    assert_refused(response)
+
+
+BAD_IDS = ["-1", "0", "-0", "2147483648", "9" * 40, "1e9", "0x1F", "1.0", "+5", "abc", "null", "%00", "%2e%2e",
+           "1;DROP TABLE country", "1%20OR%201=1", "１２", "NaN", "Infinity", "%F0%9F%92%A9"]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+@pytest.mark.parametrize("resource", ["countries", "currencies", "categories", "subcategories"])
+def test_hostile_ids(api, session, resource, bad_id):
+    response = api.get(f"/api/v1/{resource}/{bad_id}", headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"].startswith("Invalid ")
+
+
+FORWARDING_TRICKS = [
+    {"X-Forwarded-For": "203.0.113.5"},
+    {"X-Forwarded-For": "203.0.113.5, 198.51.100.1"},
+    {"X-Forwarded-For": "::ffff:203.0.113.5"},
+    {"X-Real-IP": "203.0.113.5"},
+    {"Forwarded": "for=203.0.113.5"},
+    {"X-Client-IP": "203.0.113.5"},
+    {"True-Client-IP": "203.0.113.5"},
+    {"CF-Connecting-IP": "203.0.113.5"},
+]
+
+
+@pytest.mark.parametrize("headers", FORWARDING_TRICKS, ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
+def test_spoofed_forwarding_headers_do_not_pass_the_allowlist(app, new_client, headers):
+    _, key, secret = new_client(networks=["203.0.113.0/24"])
+    with app.test_client(client=("198.51.100.200", 1234)) as outsider:
+        assert_refused(outsider.post("/auth/login", json={"username": key, "password": secret}, headers=headers), 403)
+
+
+@pytest.mark.parametrize("peer", ["::ffff:198.51.100.7", "::ffff:c633:6407", "0:0:0:0:0:ffff:198.51.100.7",
+                                  "64:ff9b::198.51.100.7", "2002:c633:6407::1", "::198.51.100.7"])
+def test_ipv6_encodings_of_an_outside_ipv4_do_not_pass(app, new_client, peer):
+    _, key, secret = new_client(networks=["203.0.113.0/24"])
+    with app.test_client(client=(peer, 1234)) as outsider:
+        assert_refused(outsider.post("/auth/login", json={"username": key, "password": secret}), 403)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_token_are_refused(api, raw):
+    response = api.get("/api/v1/countries", headers={"Authorization": b"Bearer " + raw.replace(b"\n", b"")
+                                                     .replace(b"\r", b"").replace(b"\x00", b"")})
+    assert 400 <= response.status_code < 500
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=200))
+def test_any_text_as_a_refresh_token_is_refused(api, text):
+    response = api.post("/auth/refresh", json={"refresh_token": text})
+    assert response.status_code in (400, 401)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200))
+def test_any_bytes_as_a_login_body_are_refused(api, raw):
+    response = api.post("/auth/login", content=raw, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert response.headers["content-type"] == "application/json"
