@@ -21,6 +21,7 @@ inside octopus-cards does not silently speed up its yardstick too:
 Settings come from the same OCTOPUS_* environment as the server under test, and each worker is
 pinned to a CPU just as `octopus-cards serve` pins its own (OCTOPUS_WORKER_CPUS).
 """
+
 import datetime
 import hashlib
 import hmac
@@ -36,8 +37,8 @@ from ksuid import Ksuid
 from peewee import JOIN, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
-from octopus_cards.models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
 from octopus_cards.cli import pin_worker
+from octopus_cards.models import Client, ClientIpAllow, Currency, Token, TokenFamily, db
 from octopus_cards.settings import Settings
 
 ISSUER = "octopus-cards"
@@ -70,15 +71,19 @@ def error_body(status, message):
 
 
 def www_authenticate(message):
-    return {"WWW-Authenticate": 'Bearer error="invalid_token"' if message in ("Invalid token", "Token expired") else "Bearer"}
+    return {
+        "WWW-Authenticate": 'Bearer error="invalid_token"'
+        if message in ("Invalid token", "Token expired")
+        else "Bearer"
+    }
 
 
 def utc(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).replace(tzinfo=None)
 
 
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
 
 
 class Jwt:
@@ -91,8 +96,16 @@ class Jwt:
     def issue(self, client_id, token_use, now):
         jti = secrets.token_urlsafe(16)
         exp = now + self.ttl[token_use]
-        claims = {"iss": ISSUER, "sub": str(client_id), "client_id": client_id, "jti": jti,
-                  "iat": now, "nbf": now, "exp": exp, "token_use": token_use}
+        claims = {
+            "iss": ISSUER,
+            "sub": str(client_id),
+            "client_id": client_id,
+            "jti": jti,
+            "iat": now,
+            "nbf": now,
+            "exp": exp,
+            "token_use": token_use,
+        }
         token = jwt.encode(claims, self.keys[self.kid], algorithm="HS256", headers={"kid": self.kid})
         return {"token": token, "jti": jti, "token_use": token_use, "issued_at": utc(now), "expires_at": utc(exp)}
 
@@ -109,8 +122,14 @@ class Jwt:
             kid = header.get("kid")
             if header.get("alg") != "HS256" or kid not in self.keys or any(h in header for h in FORBIDDEN_HEADERS):
                 raise Unauthorized("")
-            claims = jwt.decode(token, self.keys[kid], algorithms=["HS256"], issuer=ISSUER, leeway=self.leeway,
-                                options={"require": REQUIRED, "verify_exp": False})
+            claims = jwt.decode(
+                token,
+                self.keys[kid],
+                algorithms=["HS256"],
+                issuer=ISSUER,
+                leeway=self.leeway,
+                options={"require": REQUIRED, "verify_exp": False},
+            )
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("") from None
         now = int(time.time())
@@ -132,16 +151,20 @@ class Jwt:
 def token_payload(client_id, pair):
     access, refresh = pair
     fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return {"success": True, "data": {
-        "access_token": access["token"],
-        "refresh_token": refresh["token"],
-        "access_expires_at": access["expires_at"].strftime(fmt),
-        "refresh_expires_at": refresh["expires_at"].strftime(fmt),
-        "client_id": client_id,
-    }}
+    return {
+        "success": True,
+        "data": {
+            "access_token": access["token"],
+            "refresh_token": refresh["token"],
+            "access_expires_at": access["expires_at"].strftime(fmt),
+            "refresh_expires_at": refresh["expires_at"].strftime(fmt),
+            "client_id": client_id,
+        },
+    }
 
 
 # -- the caller's address and the allowlist ------------------------------------------------------
+
 
 def normalise(text):
     try:
@@ -176,6 +199,7 @@ def check_allowed(address, cidrs):
 
 # -- database work (sync: call it in a worker thread) ----------------------------------------------
 
+
 def write_txn():
     return db.atomic("IMMEDIATE") if isinstance(db.obj, SqliteDatabase) else db.atomic()
 
@@ -183,8 +207,17 @@ def write_txn():
 def token_state(jti):
     """One query: the token's record, its family's generation, its client's status and allowlist."""
     rows = list(
-        Token.select(Token.client, Token.family, Token.token_use, Token.revoked_at, Token.used_at,
-                     TokenFamily.generation, Client.token_generation, Client.is_active, ClientIpAllow.cidr)
+        Token.select(
+            Token.client,
+            Token.family,
+            Token.token_use,
+            Token.revoked_at,
+            Token.used_at,
+            TokenFamily.generation,
+            Client.token_generation,
+            Client.is_active,
+            ClientIpAllow.cidr,
+        )
         .join(Client)
         .join(ClientIpAllow, JOIN.LEFT_OUTER)
         .join_from(Token, TokenFamily)
@@ -196,9 +229,12 @@ def token_state(jti):
     client_id, family_id, token_use, revoked_at, used_at, generation, current, active, _ = rows[0]
     revoked = revoked_at is not None or generation != current
     return {
-        "client_id": client_id, "family_id": family_id, "token_use": token_use,
+        "client_id": client_id,
+        "family_id": family_id,
+        "token_use": token_use,
         "live": bool(active) and not revoked and used_at is None,
-        "used": used_at is not None, "revoked": revoked,
+        "used": used_at is not None,
+        "revoked": revoked,
         "networks": [row[-1] for row in rows if row[-1] is not None],
     }
 
@@ -223,11 +259,20 @@ def active_currency(currency_id):
 
 
 def record_pair(client_id, family_id, pair, parent_jti):
-    Token.insert_many([
-        {"jti": t["jti"], "client": client_id, "family": family_id, "token_use": t["token_use"],
-         "parent_jti": parent_jti, "issued_at": t["issued_at"], "expires_at": t["expires_at"]}
-        for t in pair
-    ]).execute()
+    Token.insert_many(
+        [
+            {
+                "jti": t["jti"],
+                "client": client_id,
+                "family": family_id,
+                "token_use": t["token_use"],
+                "parent_jti": parent_jti,
+                "issued_at": t["issued_at"],
+                "expires_at": t["expires_at"],
+            }
+            for t in pair
+        ]
+    ).execute()
 
 
 def login(codec, pepper, username, password, address):
@@ -262,12 +307,22 @@ def refresh(codec, token, address):
     pair = codec.issue_pair(client_id)
     now = utcnow()
     with write_txn():
-        current_family = TokenFamily.select(TokenFamily.id).join(Client).where(
-            (TokenFamily.id == state["family_id"]) & (TokenFamily.generation == Client.token_generation))
-        won = Token.update(used_at=now).where(
-            (Token.jti == jti) & Token.used_at.is_null() & Token.revoked_at.is_null()
-            & Token.family.in_(current_family)
-        ).execute() == 1
+        current_family = (
+            TokenFamily.select(TokenFamily.id)
+            .join(Client)
+            .where((TokenFamily.id == state["family_id"]) & (TokenFamily.generation == Client.token_generation))
+        )
+        won = (
+            Token.update(used_at=now)
+            .where(
+                (Token.jti == jti)
+                & Token.used_at.is_null()
+                & Token.revoked_at.is_null()
+                & Token.family.in_(current_family)
+            )
+            .execute()
+            == 1
+        )
         if won:
             record_pair(client_id, state["family_id"], pair, jti)
         else:
@@ -280,7 +335,9 @@ def refresh(codec, token, address):
 def revoke_family(family_id):
     now = utcnow()
     with write_txn():
-        TokenFamily.update(revoked_at=now).where((TokenFamily.id == family_id) & TokenFamily.revoked_at.is_null()).execute()
+        TokenFamily.update(revoked_at=now).where(
+            (TokenFamily.id == family_id) & TokenFamily.revoked_at.is_null()
+        ).execute()
         Token.update(revoked_at=now).where((Token.family == family_id) & Token.revoked_at.is_null()).execute()
 
 
@@ -298,7 +355,8 @@ def mark_logged_out(client_id):
         older = (TokenFamily.client == client_id) & (TokenFamily.generation < current)
         TokenFamily.update(revoked_at=now).where(older & TokenFamily.revoked_at.is_null()).execute()
         Token.update(revoked_at=now).where(
-            (Token.client == client_id) & Token.family.in_(TokenFamily.select(TokenFamily.id).where(older))
+            (Token.client == client_id)
+            & Token.family.in_(TokenFamily.select(TokenFamily.id).where(older))
             & Token.revoked_at.is_null()
         ).execute()
 
@@ -354,8 +412,12 @@ def bind_database(url):
     connects does not move its yardstick."""
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
-        database = connect_url(url, pragmas={"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"},
-                               timeout=5, autoconnect=False)
+        database = connect_url(
+            url,
+            pragmas={"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"},
+            timeout=5,
+            autoconnect=False,
+        )
     elif scheme in ("postgres", "postgresql"):
         database = connect_url(f"postgres+pool://{rest}", max_connections=64, stale_timeout=300, autoconnect=False)
     else:
@@ -384,8 +446,15 @@ def serve(app_path):
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(app_path, factory=True, host=args.host, port=args.port, workers=args.workers,
-                proxy_headers=False, server_header=False)
+    uvicorn.run(
+        app_path,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=False,
+        server_header=False,
+    )
     return 0
 
 

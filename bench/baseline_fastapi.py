@@ -8,15 +8,16 @@ dependency or endpoint, exception handlers turning errors into the contract's en
 Run by bench/run.py as `python bench/baseline_fastapi.py --host 127.0.0.1 --port P [--workers N]`
 with the same OCTOPUS_* environment as the server under test.
 """
+
 import sys
 
+import baseline_common as common
 from fastapi import BackgroundTasks, Depends, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-import baseline_common as common
 from octopus_cards.models import db
 
 
@@ -79,12 +80,16 @@ def create_app():
 
     @app.exception_handler(NotFound)
     async def on_not_found(request, exc):
-        return JSONResponse({"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}}, 404)
+        return JSONResponse(
+            {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}}, 404
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request, exc):
-        message = {"/auth/login": "Username and password are required",
-                   "/auth/refresh": "Refresh token is required"}.get(request.url.path, "Request body is invalid")
+        message = {
+            "/auth/login": "Username and password are required",
+            "/auth/refresh": "Refresh token is required",
+        }.get(request.url.path, "Request body is invalid")
         return JSONResponse(common.error_body(400, message), 400)
 
     def address_of(request: Request):
@@ -111,8 +116,9 @@ def create_app():
             return common.active_currencies()
 
     @app.get("/api/v1/currencies/{currency_id}", response_model=CurrencyOut)
-    def get_currency(response: Response, currency_id: int = Path(ge=1, le=2**31 - 1),
-                     client_id: int = Depends(current_client)):
+    def get_currency(
+        response: Response, currency_id: int = Path(ge=1, le=2**31 - 1), client_id: int = Depends(current_client)
+    ):
         with db.connection_context():
             row = common.active_currency(currency_id)
         if row is None:

@@ -4,9 +4,11 @@ Run by bench/run.py as `python bench/baseline_starlette.py --host 127.0.0.1 --po
 with the same OCTOPUS_* environment as the server under test. Each request makes a single hop
 to a worker thread and opens a single database connection there.
 """
+
 import json
 import sys
 
+import baseline_common as common
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -14,7 +16,6 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Route
 
-import baseline_common as common
 from octopus_cards.models import db
 
 
@@ -61,7 +62,10 @@ def create_app():
         try:
             return json.loads(await request.body()), None
         except ValueError:
-            return None, Json({"error": {"name": "SyntaxError", "code": "SYNTAX_ERROR", "message": "Invalid request body"}}, status_code=400)
+            return None, Json(
+                {"error": {"name": "SyntaxError", "code": "SYNTAX_ERROR", "message": "Invalid request body"}},
+                status_code=400,
+            )
 
     async def currencies(request):
         try:
@@ -97,7 +101,10 @@ def create_app():
         except common.Forbidden:
             return error(403, "IP address not authorized")
         if row is None:
-            return Json({"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}}, status_code=404)
+            return Json(
+                {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}},
+                status_code=404,
+            )
         return Json(row, headers=common.CACHE_HEADERS)
 
     async def login(request):

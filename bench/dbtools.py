@@ -6,6 +6,7 @@ per access + refresh pair), so every server of the benchmark accepts them. Bulk 
 the driver's fastest path (executemany on SQLite, COPY on PostgreSQL), with explicit ids and the
 PostgreSQL sequence moved past them.
 """
+
 import datetime
 import io
 import random
@@ -34,8 +35,13 @@ def disconnect():
 
 
 def codec_for(settings):
-    return TokenCodec(settings.jwt_keys, settings.jwt_active_kid, settings.access_token_ttl,
-                      settings.refresh_token_ttl, settings.jwt_leeway)
+    return TokenCodec(
+        settings.jwt_keys,
+        settings.jwt_active_kid,
+        settings.access_token_ttl,
+        settings.refresh_token_ttl,
+        settings.jwt_leeway,
+    )
 
 
 def is_sqlite():
@@ -57,7 +63,17 @@ def _columns(model, names):
 
 
 FAMILY_FIELDS = ("id", "client", "created_at", "revoked_at", "generation")
-TOKEN_FIELDS = ("jti", "client", "family", "token_use", "parent_jti", "issued_at", "expires_at", "used_at", "revoked_at")
+TOKEN_FIELDS = (
+    "jti",
+    "client",
+    "family",
+    "token_use",
+    "parent_jti",
+    "issued_at",
+    "expires_at",
+    "used_at",
+    "revoked_at",
+)
 
 
 def _text(value):
@@ -75,8 +91,10 @@ def _bulk_insert(model, fields, rows):
     cursor = db.cursor()
     if is_sqlite():
         marks = ", ".join("?" * len(columns))
-        cursor.executemany(f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({marks})',
-                           [tuple(_text(v) for v in row) for row in rows])
+        cursor.executemany(
+            f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({marks})',
+            [tuple(_text(v) for v in row) for row in rows],
+        )
         return
     buffer = io.StringIO()
     for row in rows:
@@ -100,8 +118,7 @@ def _next_family_id():
 def _bump_sequence():
     if not is_sqlite():
         table = TokenFamily._meta.table_name
-        db.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                       f'(SELECT MAX(id) FROM "{table}"))')
+        db.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), (SELECT MAX(id) FROM \"{table}\"))")
 
 
 def mint_pairs(settings, client_id, count):
@@ -115,14 +132,30 @@ def mint_pairs(settings, client_id, count):
             pairs = [codec.issue_pair(client_id) for _ in range(n)]
             with db.atomic():
                 first = _next_family_id()
-                now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+                now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
                 generation = _generations([client_id])[client_id]
-                _bulk_insert(TokenFamily, FAMILY_FIELDS, [(first + i, client_id, now, None, generation) for i in range(n)])
-                _bulk_insert(Token, TOKEN_FIELDS, [
-                    (issued.jti, client_id, first + i, issued.token_use, None, issued.issued_at,
-                     issued.expires_at, None, None)
-                    for i, pair in enumerate(pairs) for issued in pair
-                ])
+                _bulk_insert(
+                    TokenFamily, FAMILY_FIELDS, [(first + i, client_id, now, None, generation) for i in range(n)]
+                )
+                _bulk_insert(
+                    Token,
+                    TOKEN_FIELDS,
+                    [
+                        (
+                            issued.jti,
+                            client_id,
+                            first + i,
+                            issued.token_use,
+                            None,
+                            issued.issued_at,
+                            issued.expires_at,
+                            None,
+                            None,
+                        )
+                        for i, pair in enumerate(pairs)
+                        for issued in pair
+                    ],
+                )
                 _bump_sequence()
             out.extend((a.token, r.token) for a, r in pairs)
             done += n
@@ -134,7 +167,7 @@ def fill_tokens(client_ids, rows, live=False, rng=None, analyze=True):
     `client_ids`. Not usable JWTs: they only make the table big. With live=False they look like
     history (issued over the past week, some used, some revoked); live=True: all outstanding."""
     rng = rng or random.Random(7)
-    base = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    base = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
     week = 7 * 86400
     with db.connection_context():
         generations = _generations(client_ids)
@@ -152,8 +185,32 @@ def fill_tokens(client_ids, rows, live=False, rng=None, analyze=True):
                     access_exp = issued + datetime.timedelta(hours=1)
                     refresh_exp = issued + datetime.timedelta(days=7)
                     used = None if live or rng.random() > 0.5 else issued
-                    tokens.append((secrets.token_urlsafe(16), client_id, first + i, "access", None, issued, access_exp, None, revoked))
-                    tokens.append((secrets.token_urlsafe(16), client_id, first + i, "refresh", None, issued, refresh_exp, used, revoked))
+                    tokens.append(
+                        (
+                            secrets.token_urlsafe(16),
+                            client_id,
+                            first + i,
+                            "access",
+                            None,
+                            issued,
+                            access_exp,
+                            None,
+                            revoked,
+                        )
+                    )
+                    tokens.append(
+                        (
+                            secrets.token_urlsafe(16),
+                            client_id,
+                            first + i,
+                            "refresh",
+                            None,
+                            issued,
+                            refresh_exp,
+                            used,
+                            revoked,
+                        )
+                    )
                 _bulk_insert(TokenFamily, FAMILY_FIELDS, families)
                 _bulk_insert(Token, TOKEN_FIELDS, tokens)
                 _bump_sequence()
@@ -166,7 +223,9 @@ def unrecorded_revocations(client_id):
     """Whether a token of the client is dead by a logout but has no revoked_at yet."""
     with db.connection_context():
         current = Client.select(Client.token_generation).where(Client.id == client_id)
-        older = TokenFamily.select(TokenFamily.id).where((TokenFamily.client == client_id) & (TokenFamily.generation < current))
+        older = TokenFamily.select(TokenFamily.id).where(
+            (TokenFamily.client == client_id) & (TokenFamily.generation < current)
+        )
         return Token.select().where(Token.family.in_(older) & Token.revoked_at.is_null()).exists()
 
 

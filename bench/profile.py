@@ -10,6 +10,7 @@ connections, records it with `py-spy record` meanwhile, and writes to bench/resu
 and prints the functions with the most samples, inclusive and self. --gil samples only the
 thread holding the GIL: the view that matters for a one-process Python server.
 """
+
 import argparse
 import collections
 import datetime
@@ -59,8 +60,17 @@ def speedscope(collapsed, name):
     return {
         "$schema": "https://www.speedscope.app/file-format-schema.json",
         "shared": {"frames": frames},
-        "profiles": [{"type": "sampled", "name": name, "unit": "none", "startValue": 0,
-                      "endValue": sum(weights), "samples": samples, "weights": weights}],
+        "profiles": [
+            {
+                "type": "sampled",
+                "name": name,
+                "unit": "none",
+                "startValue": 0,
+                "endValue": sum(weights),
+                "samples": samples,
+                "weights": weights,
+            }
+        ],
     }
 
 
@@ -80,7 +90,7 @@ def main():
     signal.signal(signal.SIGTERM, run.on_sigterm)
     bench_args = run.parse_args(["--database", args.database, "--warmup", "2"])
     ws = run.Workspace(bench_args)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = Path(args.output) / f"{stamp}-profile-{args.server}-{args.scenario}{'-gil' if args.gil else ''}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -92,16 +102,33 @@ def main():
         with run.Server(ws, args.server, 1, bench.database_url) as server:
             run.run_wrk(ws, server.url, spec["script"], 2, spec["threads"], warm_env, tag="warm")
             raw = stem.with_suffix(".txt")
-            cmd = [pyspy, "record", "-p", str(server.process.pid), "-d", str(args.seconds), "-r", str(args.rate),
-                   "-f", "raw", "-o", str(raw), "--nonblocking"] + (["--gil"] if args.gil else [])
+            cmd = [
+                pyspy,
+                "record",
+                "-p",
+                str(server.process.pid),
+                "-d",
+                str(args.seconds),
+                "-r",
+                str(args.rate),
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "--nonblocking",
+            ] + (["--gil"] if args.gil else [])
             recorder = run.spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             result = run.run_wrk(ws, server.url, spec["script"], args.seconds + 2, spec["threads"], env, tag="load")
             recorder.wait(timeout=60)
             run.stop_process(recorder)
         collapsed = raw.read_text()
-        stem.with_suffix(".speedscope.json").write_text(json.dumps(speedscope(collapsed, f"{args.server} {args.scenario}")))
+        stem.with_suffix(".speedscope.json").write_text(
+            json.dumps(speedscope(collapsed, f"{args.server} {args.scenario}"))
+        )
         rps = result["requests"] / (result["duration_us"] / 1e6)
-        print(f"{args.server} {args.scenario}: {rps:.0f} rps under the profiler, errors {sum(result['errors'].values())}")
+        print(
+            f"{args.server} {args.scenario}: {rps:.0f} rps under the profiler, errors {sum(result['errors'].values())}"
+        )
         print(summarise(collapsed))
         print(f"\ncollapsed stacks: {raw}\nspeedscope:       {stem.with_suffix('.speedscope.json')}")
         return 0

@@ -1,4 +1,5 @@
 """POST /auth/login, /auth/refresh and /auth/logout (contract 3.3, 3.4, 3.6)."""
+
 import logging
 
 from peewee import InterfaceError, OperationalError

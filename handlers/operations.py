@@ -1,4 +1,5 @@
 """GET /health, /ready and /metrics for operators and their probes; GET /openapi.json."""
+
 import functools
 import json
 

@@ -4,6 +4,7 @@ Reference data changes only by migration or operator tooling, and clients may ca
 day (the Cache-Control below); each process keeps the encoded answers for
 OCTOPUS_REFERENCE_CACHE_TTL seconds, so a warm request touches no database beyond the bearer check.
 """
+
 import time
 
 import anyio

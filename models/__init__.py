@@ -1,6 +1,7 @@
 """Persistence: peewee models bound to one database chosen by URL at start-up."""
+
 from octopus_cards.models.base import connect, db, migrate, write_txn
-from octopus_cards.models.clients import Client, ClientFeature, ClientIpAllow, FEATURES
+from octopus_cards.models.clients import FEATURES, Client, ClientFeature, ClientIpAllow
 from octopus_cards.models.maintenance import prune
 from octopus_cards.models.ratelimit import RateLimitHit
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory

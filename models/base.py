@@ -1,4 +1,5 @@
 """The database binding: a proxy initialised from a URL, and the transaction helper."""
+
 import contextlib
 import datetime
 import threading
@@ -44,7 +45,7 @@ class Prepared:
         compiled = self.compiled.get(database)
         if compiled is None:
             sql, slots = self.build(lambda name: SLOT + name).sql()
-            compiled = self.compiled[database] = sql, [slot[len(SLOT):] for slot in slots]
+            compiled = self.compiled[database] = sql, [slot[len(SLOT) :] for slot in slots]
         sql, names = compiled
         return database.execute_sql(sql, [values[name] for name in names])
 
@@ -59,7 +60,7 @@ SLOT = "\x00slot:"
 
 def utcnow():
     """Naive UTC, whole seconds: what every timestamp column stores."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
 
 
 def connect(url):

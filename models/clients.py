@@ -1,4 +1,5 @@
 """API clients: credentials, features and IP allowlists (contract 3.1, 3.7, 13.1)."""
+
 import hashlib
 import hmac
 import secrets
@@ -124,9 +125,7 @@ class Client(BaseModel):
 
     def disable_feature(self, feature):
         return (
-            ClientFeature.delete()
-            .where((ClientFeature.client == self) & (ClientFeature.feature == feature))
-            .execute()
+            ClientFeature.delete().where((ClientFeature.client == self) & (ClientFeature.feature == feature)).execute()
         )
 
 
@@ -151,7 +150,9 @@ class ClientIpAllow(BaseModel):
 
 
 CREDENTIALS = Prepared(
-    lambda slot: Client.select(Client.id, Client.secret_hash, Client.is_active, ClientIpAllow.cidr)
-    .join(ClientIpAllow, JOIN.LEFT_OUTER)
-    .where(Client.api_key == slot("api_key"))
+    lambda slot: (
+        Client.select(Client.id, Client.secret_hash, Client.is_active, ClientIpAllow.cidr)
+        .join(ClientIpAllow, JOIN.LEFT_OUTER)
+        .where(Client.api_key == slot("api_key"))
+    )
 )

@@ -1,4 +1,5 @@
 """Housekeeping that keeps the hot tables small; safe to run from any number of processes."""
+
 from octopus_cards.models.base import db
 from octopus_cards.models.ratelimit import RateLimitHit
 from octopus_cards.models.tokens import Token

@@ -1,4 +1,5 @@
 """Rolling-window request counters shared by every worker and instance (contract 10)."""
+
 import math
 import time
 

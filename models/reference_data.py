@@ -1,4 +1,5 @@
 """Reference data: countries, currencies, voucher categories and subcategories (contract 4)."""
+
 from peewee import BooleanField, CharField, IntegerField
 
 from octopus_cards.models.base import BaseModel

@@ -9,6 +9,7 @@ is dead from that commit on. Generations are counters, not timestamps, so a logi
 second as a logout is cleanly before or after it. The per-token `revoked_at` of contract 13.3
 is recorded right after, off the request's path (`record_logout`).
 """
+
 import concurrent.futures
 import dataclasses
 import datetime
@@ -103,15 +104,17 @@ class Token(BaseModel):
         """The access and refresh token issued together, in their family."""
         values = {}
         for row, issued in enumerate(pair):
-            values.update({
-                f"jti{row}": issued.jti,
-                f"client{row}": client_id,
-                f"family{row}": family_id,
-                f"token_use{row}": issued.token_use,
-                f"parent_jti{row}": parent_jti,
-                f"issued_at{row}": issued.issued_at,
-                f"expires_at{row}": issued.expires_at,
-            })
+            values.update(
+                {
+                    f"jti{row}": issued.jti,
+                    f"client{row}": client_id,
+                    f"family{row}": family_id,
+                    f"token_use{row}": issued.token_use,
+                    f"parent_jti{row}": parent_jti,
+                    f"issued_at{row}": issued.issued_at,
+                    f"expires_at{row}": issued.expires_at,
+                }
+            )
         INSERT_PAIR.execute(**values)
 
     @classmethod
@@ -185,30 +188,31 @@ class Token(BaseModel):
         with write_txn():
             removed = cls.delete().where(cls.expires_at < cutoff).execute()
             TokenFamily.delete().where(
-                ~fn.EXISTS(cls.select(cls.jti).where(cls.family == TokenFamily.id))
-                & (TokenFamily.created_at < cutoff)
+                ~fn.EXISTS(cls.select(cls.jti).where(cls.family == TokenFamily.id)) & (TokenFamily.created_at < cutoff)
             ).execute()
         return removed
 
 
 TOKEN_STATE = Prepared(
-    lambda slot: Token.select(
-        Token.client,
-        Token.family,
-        Token.token_use,
-        Token.revoked_at,
-        Token.used_at,
-        TokenFamily.generation,
-        Client.token_generation,
-        Client.is_active,
-        ClientIpAllow.cidr,
-        ClientFeature.feature,
+    lambda slot: (
+        Token.select(
+            Token.client,
+            Token.family,
+            Token.token_use,
+            Token.revoked_at,
+            Token.used_at,
+            TokenFamily.generation,
+            Client.token_generation,
+            Client.is_active,
+            ClientIpAllow.cidr,
+            ClientFeature.feature,
+        )
+        .join(Client)
+        .join_from(Token, TokenFamily)
+        .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
+        .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
+        .where(Token.jti == slot("jti"))
     )
-    .join(Client)
-    .join_from(Token, TokenFamily)
-    .join_from(Client, ClientIpAllow, JOIN.LEFT_OUTER)
-    .join_from(Client, ClientFeature, JOIN.LEFT_OUTER)
-    .where(Token.jti == slot("jti"))
 )
 
 LOCK_FAMILY = Prepared(

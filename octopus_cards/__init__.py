@@ -1,4 +1,5 @@
 """octopus-cards: a spec-first server for the Octopus Cards API."""
+
 import warnings
 
 # connexion imports starlette's test client at import time; that warning is for test code.

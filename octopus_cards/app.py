@@ -1,4 +1,5 @@
 """The application factory: one OpenAPI document, bound to the handlers it names."""
+
 import contextlib
 import logging
 

@@ -1,4 +1,5 @@
 """The operator's command line: `octopus-cards migrate | serve | client ...`."""
+
 import argparse
 import copy
 import json
@@ -41,15 +42,11 @@ def client_id_arg(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="octopus-cards", description="Octopus Cards API server and operator tools."
-    )
+    parser = argparse.ArgumentParser(prog="octopus-cards", description="Octopus Cards API server and operator tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("migrate", help="apply pending database migrations")
-    commands.add_parser(
-        "prune", help="delete token records expired for over a day and stale rate-limit counters"
-    )
+    commands.add_parser("prune", help="delete token records expired for over a day and stale rate-limit counters")
 
     serve = commands.add_parser("serve", help="migrate, then serve the API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -65,10 +62,22 @@ def build_parser():
     )
     create = client.add_parser("create", help="create a client and print its API key and secret once")
     create.add_argument("--name", required=True)
-    create.add_argument("--ip", action="append", default=[], type=network_arg, metavar="CIDR",
-                        help="allow this CIDR (repeatable; none = every address)")
-    create.add_argument("--feature", action="append", default=[], type=feature_arg, metavar="F",
-                        help=f"enable a feature (repeatable): {', '.join(FEATURES)}")
+    create.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        type=network_arg,
+        metavar="CIDR",
+        help="allow this CIDR (repeatable; none = every address)",
+    )
+    create.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        type=feature_arg,
+        metavar="F",
+        help=f"enable a feature (repeatable): {', '.join(FEATURES)}",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
 
     listing = client.add_parser("list", help="list clients")
@@ -185,7 +194,9 @@ def log_config():
     config["formatters"]["json_line"] = {"format": "%(message)s"}
     config["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
     config["handlers"]["audit"] = {
-        "class": "logging.StreamHandler", "formatter": "json_line", "stream": "ext://sys.stderr"
+        "class": "logging.StreamHandler",
+        "formatter": "json_line",
+        "stream": "ext://sys.stderr",
     }
     config["loggers"]["octopus_cards"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
     config["loggers"]["octopus_cards.audit"] = {"handlers": ["audit"], "level": "INFO", "propagate": False}

@@ -1,4 +1,5 @@
 """Settings, read once from the environment (contract section 14)."""
+
 import dataclasses
 import ipaddress
 import json
@@ -170,9 +171,7 @@ def parse_jwt_keys(raw):
 
 def parse_networks(raw):
     try:
-        return tuple(
-            parse_network(item) for item in (part.strip() for part in raw.split(",")) if item
-        )
+        return tuple(parse_network(item) for item in (part.strip() for part in raw.split(",")) if item)
     except ValueError as exc:
         raise SettingsError(f"OCTOPUS_TRUSTED_PROXIES: {exc}") from None
 
@@ -190,8 +189,8 @@ def parse_network(text):
 def default_key_file(database_url):
     """Generated keys live beside a SQLite file, else in the working directory."""
     prefix = "sqlite:///"
-    if database_url.startswith(prefix) and database_url[len(prefix):] not in ("", ":memory:"):
-        return database_url[len(prefix):] + ".keys"
+    if database_url.startswith(prefix) and database_url[len(prefix) :] not in ("", ":memory:"):
+        return database_url[len(prefix) :] + ".keys"
     return "octopus.keys"
 
 

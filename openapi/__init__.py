@@ -1,4 +1,5 @@
 """The OpenAPI document: every route, schema, error and per-operation policy of the server."""
+
 from importlib import resources
 
 import yaml

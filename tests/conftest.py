@@ -1,5 +1,6 @@
 """Shared fixtures: one migrated database per test session (SQLite file or a fresh PostgreSQL
 database), apps built on it, and clients provisioned through the models."""
+
 import os
 import secrets
 import uuid
@@ -7,11 +8,11 @@ import uuid
 import psycopg2
 import pytest
 
-from support.inprocess import POSTGRES_ADMIN_URL, TEST_PEER, make_settings
-
 from octopus_cards import models
 from octopus_cards.app import create_app
 from octopus_cards.models import Client
+
+from support.inprocess import POSTGRES_ADMIN_URL, TEST_PEER, make_settings
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """Clients, their features and allowlists, token state, and reference tables."""
+
 import datetime
 
 from peewee import (

@@ -1,4 +1,5 @@
 """Countries and currencies from the ISO packages; a starter set of voucher categories."""
+
 import iso4217
 import phonenumbers
 import pycountry

@@ -1,4 +1,5 @@
 """Rolling-window rate-limit counters."""
+
 from peewee import CharField, DoubleField, Model
 
 

@@ -1,4 +1,5 @@
 """Logout by generation: a client's counter, and the value each family was issued under."""
+
 from peewee import IntegerField
 
 

@@ -1,4 +1,5 @@
 """Who is calling, and may they (contract 3.7). Pure: no database, no framework."""
+
 import functools
 import ipaddress
 

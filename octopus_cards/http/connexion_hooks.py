@@ -1,16 +1,22 @@
 """Every place the server reaches into connexion 3.3's internals, gathered here. connexion is
 pinned to ~=3.3.0; each hook has a test that fails if an upgrade changes what it relies on.
 
-| hook | private API it relies on | pinned by |
-|---|---|---|
-| ShortOperationIds | `Resolution`, `RelativeResolver.resolve` | tests/api/test_operations.py (labels), tests/contract/test_sdk.py |
-| DecorateOnce | `StarletteDecorator.decorate`, `.framework.get_request`, `.uri_parser` | tests/api/test_errors.py::test_handlers_are_decorated_once_not_per_request |
-| OperationDecoratedOnce | `AsyncOperation._fn`, `.fn` | the same test |
-| install (Api) | `AsyncApp._middleware_app.api_cls`, `AsyncApi.make_operation` | the same test |
-| BodyValidator | `JSONRequestBodyValidator._schema`, `._validator`, `._insert_messages` | tests/unit/test_validation.py |
-| Parameters | `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter` | tests/api/test_errors.py, tests/api/test_reference.py |
-| DocsSwaggerUI, middleware_stack | `SwaggerUIMiddleware`, `ConnexionMiddleware.default_middlewares` | tests/api/test_errors.py::test_swagger_ui_is_served, ::test_without_swagger_ui_docs_is_an_unknown_route |
+- ShortOperationIds: `Resolution`, `RelativeResolver.resolve`.
+  Pinned by tests/api/test_operations.py (the labels) and tests/contract/test_sdk.py.
+- DecorateOnce, OperationDecoratedOnce, install (Api): `StarletteDecorator.decorate`,
+  `.framework.get_request`, `.uri_parser`; `AsyncOperation._fn`, `.fn`; `AsyncApi.make_operation`;
+  `AsyncApp._middleware_app.api_cls`. Pinned by
+  tests/api/test_errors.py::test_handlers_are_decorated_once_not_per_request and the feature-gate
+  tests of tests/api/test_reference.py.
+- BodyValidator: `JSONRequestBodyValidator._schema`, `._validator`, `._insert_messages`.
+  Pinned by tests/unit/test_validation.py.
+- Parameters: `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter`.
+  Pinned by the id and query tests of tests/api/test_errors.py and tests/api/test_reference.py.
+- DocsSwaggerUI, middleware_stack: `SwaggerUIMiddleware`, `ConnexionMiddleware.default_middlewares`.
+  Pinned by tests/api/test_errors.py::test_swagger_ui_is_served and
+  ::test_without_swagger_ui_docs_is_an_unknown_route.
 """
+
 import functools
 
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
@@ -73,9 +79,7 @@ class DecorateOnce(StarletteDecorator):
 class OperationDecoratedOnce(AsyncOperation):
     @functools.cached_property
     def fn(self):
-        return DecorateOnce(self.operation_id, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(
-            self._fn
-        )
+        return DecorateOnce(self.operation_id, pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
 
 
 class Api(AsyncApi):

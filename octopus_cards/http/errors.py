@@ -1,10 +1,10 @@
 """The error catalogue (contract 2.2) and the one place errors, the domain's included, become
 the envelope."""
+
 import json
 import logging
 
 import peewee
-
 from connexion.exceptions import (
     NonConformingResponse,
     ProblemException,
@@ -46,9 +46,7 @@ def bad_request(message):
 
 
 def invalid_feature():
-    return ApiError(
-        400, "BadRequestError", "INVALID_FEATURE", "The requested feature is not enabled for this client"
-    )
+    return ApiError(400, "BadRequestError", "INVALID_FEATURE", "The requested feature is not enabled for this client")
 
 
 def unauthorized(message):
@@ -65,15 +63,11 @@ def not_found(message):
 
 
 def method_not_allowed(allow):
-    return ApiError(
-        405, "MethodNotAllowedError", "METHOD_NOT_ALLOWED", "Method not allowed", {"Allow": allow}
-    )
+    return ApiError(405, "MethodNotAllowedError", "METHOD_NOT_ALLOWED", "Method not allowed", {"Allow": allow})
 
 
 def unsupported_media_type():
-    return ApiError(
-        415, "UnsupportedMediaTypeError", "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"
-    )
+    return ApiError(415, "UnsupportedMediaTypeError", "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
 
 
 def payload_too_large(limit):
@@ -92,7 +86,10 @@ def too_many_requests(retry_after):
 
 def service_unavailable():
     return ApiError(
-        503, "ServiceUnavailableError", "SERVICE_UNAVAILABLE", "Service temporarily unavailable",
+        503,
+        "ServiceUnavailableError",
+        "SERVICE_UNAVAILABLE",
+        "Service temporarily unavailable",
         {"Retry-After": "1"},
     )
 

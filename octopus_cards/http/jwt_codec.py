@@ -1,4 +1,5 @@
 """JWT issue and verification (contract 3.2, 3.5; RFC 8725 hygiene). Pure: no database."""
+
 import dataclasses
 import datetime
 import secrets
@@ -51,7 +52,7 @@ class VerifiedToken:
 
 
 def utc(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).replace(tzinfo=None)
 
 
 class TokenCodec:
@@ -80,9 +81,7 @@ class TokenCodec:
             "exp": exp,
             "token_use": token_use,
         }
-        token = jwt.encode(
-            claims, self.keys[self.active_kid], algorithm=ALGORITHM, headers={"kid": self.active_kid}
-        )
+        token = jwt.encode(claims, self.keys[self.active_kid], algorithm=ALGORITHM, headers={"kid": self.active_kid})
         return IssuedToken(token, jti, token_use, utc(now), utc(exp))
 
     def verify(self, token, token_use):

@@ -1,5 +1,6 @@
 """Pure-ASGI middleware: the request id and response headers, and the routing rules of
 contract 1.1 and 2.5 that starlette's router would otherwise answer differently."""
+
 import re
 import time
 

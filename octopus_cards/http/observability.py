@@ -5,12 +5,14 @@ Every line and every sample is labelled with the operation's id from the OpenAPI
 PROMETHEUS_MULTIPROC_DIR at a shared directory before the workers start, and a scrape adds up
 every worker's values.
 """
+
 import contextvars
 import dataclasses
 import json
 import logging
 import os
 import time
+import types
 
 from prometheus_client import (
     REGISTRY,
@@ -50,7 +52,9 @@ class RequestLabels:
         return self.extensions.get("connexion_routing", {}).get("operation_id") or UNROUTED
 
 
-CURRENT = contextvars.ContextVar("request_labels", default=RequestLabels("-", {}))
+# Outside a request (background work, start-up): no id, no operation.
+OUTSIDE_REQUESTS = RequestLabels("-", types.MappingProxyType({}))
+CURRENT = contextvars.ContextVar("request_labels", default=OUTSIDE_REQUESTS)
 
 
 def log_json(logger, **fields):

@@ -1,5 +1,6 @@
 """Response bodies the handlers hand back ready-made, where connexion's serialiser would cost
 more than the work or change the bytes."""
+
 import json
 
 from starlette.responses import JSONResponse, Response

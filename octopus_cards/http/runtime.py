@@ -1,5 +1,6 @@
 """What the handlers and the HTTP pipeline need from the app that serves them, built once at
 start-up: the settings, the token codec and each operation's policy from the OpenAPI document."""
+
 import dataclasses
 
 from octopus_cards.http.jwt_codec import TokenCodec

@@ -1,5 +1,6 @@
 """Who is calling and may they: Bearer authentication for every protected operation, the
 caller's address and the IP allowlist, and the rate limit of the operation (contract 3.5, 3.7, 10)."""
+
 import anyio
 from connexion.context import scope as current_scope
 
@@ -72,7 +73,5 @@ async def check_bearer(token, required_scopes=None, request=None):
         verified = rt.codec.verify(token, ACCESS)
     except TokenRejected as rejected:
         raise unauthorized("Token expired" if rejected.expired else "Invalid token") from None
-    state = await anyio.to_thread.run_sync(
-        authorize, rt, CURRENT.get().operation, verified, caller_address(request)
-    )
+    state = await anyio.to_thread.run_sync(authorize, rt, CURRENT.get().operation, verified, caller_address(request))
     return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti, "features": state.features}

@@ -1,6 +1,7 @@
 """Rate limits (contract 10): each operation's class comes from its `x-octopus-rate-limit`, and
 the counters live in the database, so every worker and every instance sharing it enforces one
 limit, not one each."""
+
 import hashlib
 
 from octopus_cards.http.errors import too_many_requests

@@ -1,5 +1,6 @@
 """Request validation in the contract's words (contract 1.9, 2.3): strict JSON parsing and the
 messages that name the field. connexion's validators call these (connexion_hooks.py)."""
+
 import json
 import re
 

@@ -1,12 +1,14 @@
 """Audit: one JSON line per auth event, with request id, operation, client id and source IP; no secrets."""
+
 import json
 import logging
 
 import pytest
 
 from octopus_cards import models
-from support.inprocess import TEST_PEER, bearer, make_settings
 from octopus_cards.app import create_app
+
+from support.inprocess import TEST_PEER, bearer, make_settings
 
 
 @pytest.fixture
@@ -24,8 +26,9 @@ def test_every_auth_event_is_one_json_line_without_secrets(migrated, new_client,
     client, key, secret = new_client()
     with app.test_client(client=TEST_PEER) as api:
         api.post("/auth/login", json={"username": key, "password": "wrong-" + secret})
-        tokens = api.post("/auth/login", json={"username": key, "password": secret},
-                          headers={"X-Request-Id": "audit-1"}).json()["data"]
+        tokens = api.post(
+            "/auth/login", json={"username": key, "password": secret}, headers={"X-Request-Id": "audit-1"}
+        ).json()["data"]
         rotated = api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).json()["data"]
         api.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})  # reuse
         fresh = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]
@@ -40,19 +43,39 @@ def test_every_auth_event_is_one_json_line_without_secrets(migrated, new_client,
         outsider.post("/auth/login", json={"username": other[1], "password": other[2]})  # ip denied
     events = audit_log()
     assert [e["event"] for e in events] == [
-        "login.failure", "login.success", "refresh.success", "refresh.reuse_detected", "refresh.failure",
-        "login.success", "logout", "rate_limited", "ip.denied",
+        "login.failure",
+        "login.success",
+        "refresh.success",
+        "refresh.reuse_detected",
+        "refresh.failure",
+        "login.success",
+        "logout",
+        "rate_limited",
+        "ip.denied",
     ]
     assert events[1]["request_id"] == "audit-1"
     assert [e["operation"] for e in events] == [
-        "auth.login", "auth.login", "auth.refresh", "auth.refresh", "auth.refresh",
-        "auth.login", "auth.logout", "auth.login", "auth.login",
+        "auth.login",
+        "auth.login",
+        "auth.refresh",
+        "auth.refresh",
+        "auth.refresh",
+        "auth.login",
+        "auth.logout",
+        "auth.login",
+        "auth.login",
     ]
     assert all(e["ip"] == TEST_PEER[0] and e["request_id"] for e in events[:-1])
     assert events[-1]["ip"] == "198.51.100.77"
     assert [e["client_id"] for e in events][1:7] == [client.id] * 6
     assert events[-1]["client_id"] == other[0].id
     everything = caplog.text + "".join(r.getMessage() for r in caplog.records)
-    for secret_value in (secret, tokens["access_token"], tokens["refresh_token"], rotated["refresh_token"],
-                         fresh["access_token"], other[2]):
+    for secret_value in (
+        secret,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        rotated["refresh_token"],
+        fresh["access_token"],
+        other[2],
+    ):
         assert secret_value not in everything

@@ -1,4 +1,5 @@
 """API: /auth/login, /auth/refresh, /auth/logout and bearer validation, every contract string."""
+
 import datetime
 
 import jwt
@@ -6,18 +7,22 @@ import peewee
 import pytest
 
 from octopus_cards import models
-from support.inprocess import TEST_PEER, bearer, make_settings
+from octopus_cards.app import create_app
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import Token
-from octopus_cards.app import create_app
+
+from support.inprocess import TEST_PEER, bearer, make_settings
 
 CREDENTIALS_REQUIRED = {
-    "name": "ValidationException", "code": "VALIDATION_FAILURE", "message": "Username and password are required"
+    "name": "ValidationException",
+    "code": "VALIDATION_FAILURE",
+    "message": "Username and password are required",
 }
 REFRESH_REQUIRED = {"name": "ValidationException", "code": "VALIDATION_FAILURE", "message": "Refresh token is required"}
 SYNTAX = {"name": "SyntaxError", "code": "SYNTAX_ERROR", "message": "Invalid request body"}
 MEDIA_TYPE = {
-    "name": "UnsupportedMediaTypeError", "code": "UNSUPPORTED_MEDIA_TYPE",
+    "name": "UnsupportedMediaTypeError",
+    "code": "UNSUPPORTED_MEDIA_TYPE",
     "message": "Content-Type must be application/json",
 }
 FORBIDDEN = {"name": "ForbiddenError", "code": "FORBIDDEN", "message": "IP address not authorized"}
@@ -64,7 +69,7 @@ def test_login_success_shape(api, new_client):
         assert token.startswith("eyJhbGciOiJIUzI1NiIs")
         claims = jwt.decode(token, options={"verify_signature": False})
         assert claims["token_use"] == kind and claims["sub"] == str(client.id)
-        expires = datetime.datetime.fromtimestamp(claims["exp"], datetime.timezone.utc)
+        expires = datetime.datetime.fromtimestamp(claims["exp"], datetime.UTC)
         assert data[f"{kind}_expires_at"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
     access = jwt.decode(data["access_token"], options={"verify_signature": False})
     refresh = jwt.decode(data["refresh_token"], options={"verify_signature": False})
@@ -73,8 +78,9 @@ def test_login_success_shape(api, new_client):
 
 def test_login_accepts_json_with_charset(api, new_client):
     _, key, secret = new_client()
-    response = post_json(api, "/auth/login", f'{{"username":"{key}","password":"{secret}"}}',
-                         "application/json; charset=utf-8")
+    response = post_json(
+        api, "/auth/login", f'{{"username":"{key}","password":"{secret}"}}', "application/json; charset=utf-8"
+    )
     assert response.status_code == 200
 
 
@@ -93,7 +99,9 @@ def test_login_wrong_content_type(api, content_type):
     assert response.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.parametrize("raw", [b"{", b'{"username": "a",}', b"\xff\xfe\x00", b'{"username": "\xe9"}', b"NaN", b"[1, 2"])
+@pytest.mark.parametrize(
+    "raw", [b"{", b'{"username": "a",}', b"\xff\xfe\x00", b'{"username": "\xe9"}', b"NaN", b"[1, 2"]
+)
 def test_login_malformed_body(api, raw):
     assert_error(post_json(api, "/auth/login", raw), 400, SYNTAX)
 
@@ -101,11 +109,20 @@ def test_login_malformed_body(api, raw):
 @pytest.mark.parametrize(
     "raw",
     [
-        b"", b"{}", b"[]", b'"text"', b"null", b"42",
-        b'{"username": "a"}', b'{"password": "b"}',
-        b'{"username": null, "password": "b"}', b'{"username": "a", "password": null}',
-        b'{"username": "", "password": "b"}', b'{"username": "a", "password": ""}',
-        b'{"username": 1, "password": "b"}', b'{"username": "a", "password": ["b"]}',
+        b"",
+        b"{}",
+        b"[]",
+        b'"text"',
+        b"null",
+        b"42",
+        b'{"username": "a"}',
+        b'{"password": "b"}',
+        b'{"username": null, "password": "b"}',
+        b'{"username": "a", "password": null}',
+        b'{"username": "", "password": "b"}',
+        b'{"username": "a", "password": ""}',
+        b'{"username": 1, "password": "b"}',
+        b'{"username": "a", "password": ["b"]}',
     ],
 )
 def test_login_schema_violations(api, raw):
@@ -208,8 +225,12 @@ def test_reuse_revokes_the_whole_family_and_nothing_else(api, new_client, login)
     second = refresh(api, first["refresh_token"]).json()["data"]
     assert_error(refresh(api, first["refresh_token"]), 401, unauthorized("Invalid refresh token"), "Bearer")
     for token in (first["access_token"], second["access_token"]):
-        assert_error(api.get("/api/v1/currencies", headers=bearer(token)), 401, unauthorized("Invalid token"),
-                     'Bearer error="invalid_token"')
+        assert_error(
+            api.get("/api/v1/currencies", headers=bearer(token)),
+            401,
+            unauthorized("Invalid token"),
+            'Bearer error="invalid_token"',
+        )
     assert_error(refresh(api, second["refresh_token"]), 401, unauthorized("Invalid refresh token"), "Bearer")
     assert api.get("/api/v1/currencies", headers=bearer(other_family["access_token"])).status_code == 200
     assert refresh(api, other_family["refresh_token"]).status_code == 200
@@ -217,8 +238,16 @@ def test_reuse_revokes_the_whole_family_and_nothing_else(api, new_client, login)
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{}", b"[]", b'"x"', b'{"refresh_token": null}', b'{"refresh_token": ""}', b'{"refresh_token": 5}',
-     b'{"token": "abc"}'],
+    [
+        b"",
+        b"{}",
+        b"[]",
+        b'"x"',
+        b'{"refresh_token": null}',
+        b'{"refresh_token": ""}',
+        b'{"refresh_token": 5}',
+        b'{"token": "abc"}',
+    ],
 )
 def test_refresh_schema_violations(api, raw):
     assert_error(post_json(api, "/auth/refresh", raw), 400, REFRESH_REQUIRED)
@@ -299,14 +328,22 @@ def test_logout_revokes_every_token_of_the_client_only(api, new_client, login):
     assert response.json() == {"success": True, "data": {"message": "Successfully logged out"}}
     assert response.headers["cache-control"] == "no-store"
     for tokens in (first, second):
-        assert_error(api.get("/api/v1/currencies", headers=bearer(tokens["access_token"])), 401,
-                     unauthorized("Invalid token"), 'Bearer error="invalid_token"')
+        assert_error(
+            api.get("/api/v1/currencies", headers=bearer(tokens["access_token"])),
+            401,
+            unauthorized("Invalid token"),
+            'Bearer error="invalid_token"',
+        )
         assert_error(refresh(api, tokens["refresh_token"]), 401, unauthorized("Invalid refresh token"), "Bearer")
     assert api.get("/api/v1/currencies", headers=bearer(other["access_token"])).status_code == 200
     assert refresh(api, other["refresh_token"]).status_code == 200
     # A second logout with the same token.
-    assert_error(api.post("/auth/logout", headers=bearer(first["access_token"])), 401,
-                 unauthorized("Invalid token"), 'Bearer error="invalid_token"')
+    assert_error(
+        api.post("/auth/logout", headers=bearer(first["access_token"])),
+        401,
+        unauthorized("Invalid token"),
+        'Bearer error="invalid_token"',
+    )
 
 
 def test_logout_records_revoked_at_on_every_token_of_the_client(api, new_client, login):
@@ -316,7 +353,9 @@ def test_logout_records_revoked_at_on_every_token_of_the_client(api, new_client,
     login(key, secret), login(other_key, other_secret)
     assert api.post("/auth/logout", headers=bearer(tokens["access_token"])).status_code == 200
     with models.db.connection_context():  # the bookkeeping runs once the answer is sent (13.3)
-        unmarked = Token.select(Token.client).where(Token.revoked_at.is_null() & Token.client.in_([client.id, other.id]))
+        unmarked = Token.select(Token.client).where(
+            Token.revoked_at.is_null() & Token.client.in_([client.id, other.id])
+        )
         assert [row.client_id for row in unmarked] == [other.id, other.id]
 
 
@@ -367,8 +406,18 @@ def test_missing_authorization(api, header):
 
 @pytest.mark.parametrize(
     "header",
-    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Token abc", "Bearer a b", "Bearer  {token}", "Bearer {token} x",
-     "{token}", "Bearer {token}x", "Bearer eyJ€"],
+    [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer ",
+        "Token abc",
+        "Bearer a b",
+        "Bearer  {token}",
+        "Bearer {token} x",
+        "{token}",
+        "Bearer {token}x",
+        "Bearer eyJ€",
+    ],
 )
 def test_unusable_authorization(api, new_client, login, header):
     _, key, secret = new_client()
@@ -428,8 +477,12 @@ def test_deactivated_client_tokens_stop_and_resume(api, new_client, login):
     token = login(key, secret)["access_token"]
     with models.db.connection_context():
         client.set_active(False)
-    assert_error(api.get("/api/v1/countries", headers=bearer(token)), 401, unauthorized("Invalid token"),
-                 'Bearer error="invalid_token"')
+    assert_error(
+        api.get("/api/v1/countries", headers=bearer(token)),
+        401,
+        unauthorized("Invalid token"),
+        'Bearer error="invalid_token"',
+    )
     with models.db.connection_context():
         client.set_active(True)
     assert api.get("/api/v1/countries", headers=bearer(token)).status_code == 200

@@ -1,13 +1,14 @@
 """The operator CLI, run in-process against the session database."""
+
 import datetime
 import json
 
 import pytest
 
 from octopus_cards import models
+from octopus_cards.cli import main, serve
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import Client, Token
-from octopus_cards.cli import main, serve
 from octopus_cards.settings import Settings
 
 
@@ -98,11 +99,16 @@ def test_bad_arguments_exit_non_zero_with_a_clear_message(cli, argv, message):
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("action", ["allow-ip", "remove-ip", "enable-feature", "disable-feature",
-                                    "rotate-secret", "deactivate", "activate"])
+@pytest.mark.parametrize(
+    "action", ["allow-ip", "remove-ip", "enable-feature", "disable-feature", "rotate-secret", "deactivate", "activate"]
+)
 def test_unknown_client(cli, action):
-    extra = {"allow-ip": ["10.0.0.0/8"], "remove-ip": ["10.0.0.0/8"], "enable-feature": ["esim"],
-             "disable-feature": ["esim"]}.get(action, [])
+    extra = {
+        "allow-ip": ["10.0.0.0/8"],
+        "remove-ip": ["10.0.0.0/8"],
+        "enable-feature": ["esim"],
+        "disable-feature": ["esim"],
+    }.get(action, [])
     code, out, err = cli("client", action, "2147483647", *extra)
     assert code == 2
     assert err == "octopus-cards: no client with id 2147483647\n"

@@ -1,4 +1,5 @@
 """API: routing errors, the envelope on every failure, X-Request-Id, HEAD, the served document."""
+
 import logging
 import re
 import time
@@ -6,14 +7,17 @@ import time
 import pytest
 from connexion.decorators import parameter
 
-from support.inprocess import TEST_PEER, bearer, make_settings
-from octopus_cards.models import Country
 from octopus_cards.app import create_app
+from octopus_cards.models import Country
+
+from support.inprocess import TEST_PEER, bearer, make_settings
 
 KSUID = re.compile(r"[0-9A-Za-z]{27}")
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ROUTE_NOT_FOUND = {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Route not found"}}
-NOT_ALLOWED = {"error": {"name": "MethodNotAllowedError", "code": "METHOD_NOT_ALLOWED", "message": "Method not allowed"}}
+NOT_ALLOWED = {
+    "error": {"name": "MethodNotAllowedError", "code": "METHOD_NOT_ALLOWED", "message": "Method not allowed"}
+}
 
 
 @pytest.fixture
@@ -31,8 +35,17 @@ def ksuid_seconds(value):
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/nope", "/api/v1/countries/", "/api/v1/countries/1/", "/api/v1/countries/1/extra", "/auth/login/",
-     "/api/v2/countries", "/API/V1/COUNTRIES", "/auth"],
+    [
+        "/",
+        "/nope",
+        "/api/v1/countries/",
+        "/api/v1/countries/1/",
+        "/api/v1/countries/1/extra",
+        "/auth/login/",
+        "/api/v2/countries",
+        "/API/V1/COUNTRIES",
+        "/auth",
+    ],
 )
 def test_unknown_routes(api, auth, path):
     for method in ("GET", "POST"):
@@ -152,11 +165,17 @@ def test_handlers_are_decorated_once_not_per_request(migrated, new_client, login
 
 
 def test_oversized_body_is_413_by_content_length(api):
-    response = api.post("/auth/login", content=b"{" + b" " * (1024 * 1024) + b"}",
-                        headers={"Content-Type": "application/json"})
+    response = api.post(
+        "/auth/login", content=b"{" + b" " * (1024 * 1024) + b"}", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
-    assert response.json() == {"error": {"name": "PayloadTooLargeError", "code": "PAYLOAD_TOO_LARGE",
-                                         "message": "Request body exceeds 1048576 bytes"}}
+    assert response.json() == {
+        "error": {
+            "name": "PayloadTooLargeError",
+            "code": "PAYLOAD_TOO_LARGE",
+            "message": "Request body exceeds 1048576 bytes",
+        }
+    }
 
 
 def test_oversized_streamed_body_is_413(api):

@@ -3,6 +3,7 @@
 Built from the attacks mature auth servers have met: algorithm confusion, key-id games, embedded
 keys, forged and malformed tokens, header tricks, hostile JSON, hostile ids and forged forwarding.
 """
+
 import base64
 import hashlib
 import hmac
@@ -31,8 +32,16 @@ def sign(header, claims, key=KEY):
 
 def claims(client_id=1, **overrides):
     now = 1_900_000_000 - 10**8  # well inside any sane clock
-    base = {"iss": "octopus-cards", "sub": str(client_id), "client_id": client_id, "jti": "forged-jti",
-            "iat": now, "nbf": now, "exp": now + 10**9, "token_use": "access"}
+    base = {
+        "iss": "octopus-cards",
+        "sub": str(client_id),
+        "client_id": client_id,
+        "jti": "forged-jti",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 10**9,
+        "token_use": "access",
+    }
     return {**base, **overrides}
 
 
@@ -41,8 +50,11 @@ HEADER = {"alg": "HS256", "kid": KID, "typ": "JWT"}
 FORGED_TOKENS = {
     "alg none": b64({"alg": "none", "kid": KID}) + "." + b64(claims()) + ".",
     "alg None": b64({"alg": "None", "kid": KID}) + "." + b64(claims()) + ".",
-    "alg HS512 same key": b64({"alg": "HS512", "kid": KID}) + "." + b64(claims()) + "." + b64(
-        hmac.new(KEY, (b64({"alg": "HS512", "kid": KID}) + "." + b64(claims())).encode(), hashlib.sha512).digest()),
+    "alg HS512 same key": b64({"alg": "HS512", "kid": KID})
+    + "."
+    + b64(claims())
+    + "."
+    + b64(hmac.new(KEY, (b64({"alg": "HS512", "kid": KID}) + "." + b64(claims())).encode(), hashlib.sha512).digest()),
     "alg RS256 key confusion": b64({"alg": "RS256", "kid": KID}) + "." + b64(claims()) + ".c2ln",
     "alg ES256": b64({"alg": "ES256", "kid": KID}) + "." + b64(claims()) + ".c2ln",
     "kid missing": sign({"alg": "HS256"}, claims()),
@@ -124,10 +136,28 @@ def test_forged_refresh_tokens(api, name):
 
 
 AUTHORIZATION_TRICKS = [
-    b"Bearer", b"Bearer ", b"Bearer  ", b"Bearer\t{token}", b"Bearer  {token}", b"Bearer {token} ",
-    b"Basic {token}", b"Digest {token}", b"Token {token}", b"JWT {token}", b"{token}", b"Bearer={token}",
-    b"Bearer:{token}", b"Bearer {token},Bearer {token}", b"Bearer \xff\xfe", b"Bearer \xc3\xa9", b"Bearer " + b"A" * 8000, b"Bearer null", b"Bearer undefined",
-    b"Bearer {token}.", b"Bearer .{token}", b"bearer{token}",
+    b"Bearer",
+    b"Bearer ",
+    b"Bearer  ",
+    b"Bearer\t{token}",
+    b"Bearer  {token}",
+    b"Bearer {token} ",
+    b"Basic {token}",
+    b"Digest {token}",
+    b"Token {token}",
+    b"JWT {token}",
+    b"{token}",
+    b"Bearer={token}",
+    b"Bearer:{token}",
+    b"Bearer {token},Bearer {token}",
+    b"Bearer \xff\xfe",
+    b"Bearer \xc3\xa9",
+    b"Bearer " + b"A" * 8000,
+    b"Bearer null",
+    b"Bearer undefined",
+    b"Bearer {token}.",
+    b"Bearer .{token}",
+    b"bearer{token}",
 ]
 
 
@@ -139,8 +169,11 @@ def test_authorization_header_tricks(api, session, template):
 
 def test_duplicated_authorization_headers(api, session):
     token = session["access_token"]
-    for pair in ((f"Bearer {token}", "Bearer garbage"), ("Bearer garbage", f"Bearer {token}"),
-                 (f"Bearer {token}", f"Bearer {token}")):
+    for pair in (
+        (f"Bearer {token}", "Bearer garbage"),
+        ("Bearer garbage", f"Bearer {token}"),
+        (f"Bearer {token}", f"Bearer {token}"),
+    ):
         response = api.get("/api/v1/countries", headers=[("Authorization", value) for value in pair])
         assert_refused(response, 401)
 
@@ -203,18 +236,48 @@ def test_wrong_types_in_the_refresh_field(api, value):
     assert response.json()["error"]["message"] == "Refresh token is required"
 
 
-@pytest.mark.parametrize("content_type", [
-    "text/json", "application/jsonx", "application/problem+json; x", "multipart/form-data; boundary=x",
-    "application/x-www-form-urlencoded", "*/*", "application/*", "", "application/json\x00",
-])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/json",
+        "application/jsonx",
+        "application/problem+json; x",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "*/*",
+        "application/*",
+        "",
+        "application/json\x00",
+    ],
+)
 def test_hostile_content_types(api, content_type):
-    response = api.post("/auth/login", content=b'{"username": "a", "password": "b"}',
-                        headers={"Content-Type": content_type.encode()})
+    response = api.post(
+        "/auth/login", content=b'{"username": "a", "password": "b"}', headers={"Content-Type": content_type.encode()}
+    )
     assert_refused(response)
 
 
-BAD_IDS = ["-1", "0", "-0", "2147483648", "9" * 40, "1e9", "0x1F", "1.0", "+5", "abc", "null", "%00", "%2e%2e",
-           "1;DROP TABLE country", "1%20OR%201=1", "１２", "NaN", "Infinity", "%F0%9F%92%A9"]
+BAD_IDS = [
+    "-1",
+    "0",
+    "-0",
+    "2147483648",
+    "9" * 40,
+    "1e9",
+    "0x1F",
+    "1.0",
+    "+5",
+    "abc",
+    "null",
+    "%00",
+    "%2e%2e",
+    "1;DROP TABLE country",
+    "1%20OR%201=1",
+    "１２",
+    "NaN",
+    "Infinity",
+    "%F0%9F%92%A9",
+]
 
 
 @pytest.mark.parametrize("bad_id", BAD_IDS)
@@ -244,8 +307,17 @@ def test_spoofed_forwarding_headers_do_not_pass_the_allowlist(app, new_client, h
         assert_refused(outsider.post("/auth/login", json={"username": key, "password": secret}, headers=headers), 403)
 
 
-@pytest.mark.parametrize("peer", ["::ffff:198.51.100.7", "::ffff:c633:6407", "0:0:0:0:0:ffff:198.51.100.7",
-                                  "64:ff9b::198.51.100.7", "2002:c633:6407::1", "::198.51.100.7"])
+@pytest.mark.parametrize(
+    "peer",
+    [
+        "::ffff:198.51.100.7",
+        "::ffff:c633:6407",
+        "0:0:0:0:0:ffff:198.51.100.7",
+        "64:ff9b::198.51.100.7",
+        "2002:c633:6407::1",
+        "::198.51.100.7",
+    ],
+)
 def test_ipv6_encodings_of_an_outside_ipv4_do_not_pass(app, new_client, peer):
     _, key, secret = new_client(networks=["203.0.113.0/24"])
     with app.test_client(client=(peer, 1234)) as outsider:
@@ -255,8 +327,10 @@ def test_ipv6_encodings_of_an_outside_ipv4_do_not_pass(app, new_client, peer):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300))
 def test_any_bytes_as_a_token_are_refused(api, raw):
-    response = api.get("/api/v1/countries", headers={"Authorization": b"Bearer " + raw.replace(b"\n", b"")
-                                                     .replace(b"\r", b"").replace(b"\x00", b"")})
+    response = api.get(
+        "/api/v1/countries",
+        headers={"Authorization": b"Bearer " + raw.replace(b"\n", b"").replace(b"\r", b"").replace(b"\x00", b"")},
+    )
     assert 400 <= response.status_code < 500
 
 

@@ -1,11 +1,13 @@
 """Operators' endpoints: liveness, readiness, Prometheus metrics, and the JSON access log."""
+
 import json
 import logging
 
 import peewee
 
-from support.inprocess import bearer
 from octopus_cards.models import db
+
+from support.inprocess import bearer
 
 
 def test_health_is_public(api):
@@ -24,8 +26,13 @@ def test_ready_checks_the_database(api, monkeypatch):
     response = api.get("/ready")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert response.json() == {"error": {"name": "ServiceUnavailableError", "code": "SERVICE_UNAVAILABLE",
-                                         "message": "Service temporarily unavailable"}}
+    assert response.json() == {
+        "error": {
+            "name": "ServiceUnavailableError",
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "Service temporarily unavailable",
+        }
+    }
 
 
 def test_metrics_count_requests_auth_events_and_rate_limits(api, new_client, login):

@@ -1,9 +1,8 @@
 """Rate limits (contract 10): per class and key, rolling minute, 429 with Retry-After."""
+
 import random
 
 import pytest
-
-from support.inprocess import bearer, make_settings
 
 from octopus_cards import models
 from octopus_cards.app import create_app
@@ -13,11 +12,14 @@ from octopus_cards.http.throttling import enforce
 from octopus_cards.models import RateLimitHit
 from octopus_cards.settings import Settings
 
+from support.inprocess import bearer, make_settings
+
 
 @pytest.fixture(scope="module")
 def limited_app(migrated):
-    settings = make_settings(migrated, OCTOPUS_RATE_LIMIT_PROFILE="sandbox",
-                             OCTOPUS_RATE_LIMITS="login=3,refresh=2,default=4")
+    settings = make_settings(
+        migrated, OCTOPUS_RATE_LIMIT_PROFILE="sandbox", OCTOPUS_RATE_LIMITS="login=3,refresh=2,default=4"
+    )
     return create_app(settings)
 
 
@@ -33,16 +35,31 @@ def assert_429(response):
     assert response.status_code == 429, response.text[:300]
     retry_after = int(response.headers["retry-after"])
     assert 1 <= retry_after <= 60
-    assert response.json() == {"error": {"name": "TooManyRequestsError", "code": "TOO_MANY_REQUESTS",
-                                         "message": f"Rate limit exceeded. Retry after {retry_after} seconds."}}
+    assert response.json() == {
+        "error": {
+            "name": "TooManyRequestsError",
+            "code": "TOO_MANY_REQUESTS",
+            "message": f"Rate limit exceeded. Retry after {retry_after} seconds.",
+        }
+    }
     assert response.headers["x-request-id"]
 
 
 def test_profiles():
     assert Settings.from_env({"OCTOPUS_JWT_KEYS": "k:" + "x" * 32, "OCTOPUS_SECRET_PEPPER": "p" * 32}).rate_limits == {
-        "login": 30, "refresh": 30, "orders": 120, "charges": 300, "default": 600}
-    production = Settings.from_env({"OCTOPUS_JWT_KEYS": "k:" + "x" * 32, "OCTOPUS_SECRET_PEPPER": "p" * 32,
-                                    "OCTOPUS_RATE_LIMIT_PROFILE": "production"})
+        "login": 30,
+        "refresh": 30,
+        "orders": 120,
+        "charges": 300,
+        "default": 600,
+    }
+    production = Settings.from_env(
+        {
+            "OCTOPUS_JWT_KEYS": "k:" + "x" * 32,
+            "OCTOPUS_SECRET_PEPPER": "p" * 32,
+            "OCTOPUS_RATE_LIMIT_PROFILE": "production",
+        }
+    )
     assert production.rate_limits == {"login": 10, "refresh": 20, "orders": 60, "charges": 120, "default": 300}
 
 
@@ -124,8 +141,9 @@ def test_rolling_window_and_retry_after(migrated):
 
 def runtime_with(spec_paths, limits):
     spec = {"security": [{"bearerAuth": []}], "paths": spec_paths}
-    settings = Settings.from_env({"OCTOPUS_JWT_KEYS": "k:" + "x" * 32, "OCTOPUS_SECRET_PEPPER": "p" * 32,
-                                  "OCTOPUS_RATE_LIMITS": limits})
+    settings = Settings.from_env(
+        {"OCTOPUS_JWT_KEYS": "k:" + "x" * 32, "OCTOPUS_SECRET_PEPPER": "p" * 32, "OCTOPUS_RATE_LIMITS": limits}
+    )
     return Runtime.build(settings, spec)
 
 
@@ -133,8 +151,10 @@ def test_each_order_and_charges_operation_has_its_own_bucket(migrated):
     """Contract 10.1: the class comes from the operation's x-octopus-rate-limit; `default` is one
     bucket for all its operations, every other class one bucket per operation."""
     operations = {
-        "vouchers.create_order": "orders", "topups.create_order": "orders",
-        "vouchers.list_orders": "default", "wallets.list_wallets": "default",
+        "vouchers.create_order": "orders",
+        "topups.create_order": "orders",
+        "vouchers.list_orders": "default",
+        "wallets.list_wallets": "default",
     }
     rt = runtime_with(
         {f"/{op}": {"get": {"operationId": op, "x-octopus-rate-limit": cls}} for op, cls in operations.items()},
@@ -153,13 +173,20 @@ def test_each_order_and_charges_operation_has_its_own_bucket(migrated):
             enforce(rt, "vouchers.list_orders", key, None)
 
 
-@pytest.mark.parametrize("operation, message", [
-    ({"operationId": "a.b"}, "GET /x: a Bearer operation must declare x-octopus-rate-limit"),
-    ({"operationId": "a.b", "x-octopus-rate-limit": "burst"}, "GET /x: x-octopus-rate-limit must be one of "
-                                                              "login, refresh, orders, charges, default"),
-    ({"operationId": "a.b", "x-octopus-rate-limit": "default", "x-octopus-feature": "crypto"},
-     "GET /x: x-octopus-feature must be one of vouchers, topups, esim"),
-])
+@pytest.mark.parametrize(
+    "operation, message",
+    [
+        ({"operationId": "a.b"}, "GET /x: a Bearer operation must declare x-octopus-rate-limit"),
+        (
+            {"operationId": "a.b", "x-octopus-rate-limit": "burst"},
+            "GET /x: x-octopus-rate-limit must be one of login, refresh, orders, charges, default",
+        ),
+        (
+            {"operationId": "a.b", "x-octopus-rate-limit": "default", "x-octopus-feature": "crypto"},
+            "GET /x: x-octopus-feature must be one of vouchers, topups, esim",
+        ),
+    ],
+)
 def test_a_policy_the_server_cannot_enforce_stops_it_at_start(operation, message):
     with pytest.raises(PolicyError) as refused:
         runtime_with({"/x": {"get": operation}}, "")

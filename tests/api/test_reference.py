@@ -1,11 +1,13 @@
 """API: reference data (contract 4), feature gating, ids and cache headers."""
+
 import pytest
 
 from octopus_cards import models
-from support.inprocess import TEST_PEER, bearer, make_settings
+from octopus_cards.app import create_app
 from octopus_cards.handlers import reference
 from octopus_cards.models import Category, Country, Currency, Subcategory
-from octopus_cards.app import create_app
+
+from support.inprocess import TEST_PEER, bearer, make_settings
 
 REFERENCE_CACHE = "private, max-age=86400, stale-while-revalidate=600"
 COUNTRY_FIELDS = {"id", "name", "official_name", "alpha_2", "alpha_3", "numeric_code", "dialing_prefix"}
@@ -41,7 +43,11 @@ def test_countries_come_from_iso_data(api, auth):
     by_code = {c["alpha_2"]: c for c in countries}
     us = by_code["US"]
     assert (us["name"], us["official_name"], us["alpha_3"], us["numeric_code"], us["dialing_prefix"]) == (
-        "United States", "United States of America", "USA", "840", "+1"
+        "United States",
+        "United States of America",
+        "USA",
+        "840",
+        "+1",
     )
     assert by_code["GB"]["dialing_prefix"] == "+44"
     assert by_code["JP"]["alpha_3"] == "JPN"
@@ -68,13 +74,19 @@ def test_categories_and_subcategories(api, auth):
     assert api.get("/api/v1/subcategories/2", headers=auth).json() == {"id": 2, "name": "PlayStation"}
 
 
-@pytest.mark.parametrize("path", ["/api/v1/categories", "/api/v1/categories/1", "/api/v1/subcategories",
-                                  "/api/v1/subcategories/1"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/categories", "/api/v1/categories/1", "/api/v1/subcategories", "/api/v1/subcategories/1"]
+)
 def test_vouchers_feature_gates_categories(api, auth_without_vouchers, path):
     response = api.get(path, headers=auth_without_vouchers)
     assert response.status_code == 400
-    assert response.json() == {"error": {"name": "BadRequestError", "code": "INVALID_FEATURE",
-                                         "message": "The requested feature is not enabled for this client"}}
+    assert response.json() == {
+        "error": {
+            "name": "BadRequestError",
+            "code": "INVALID_FEATURE",
+            "message": "The requested feature is not enabled for this client",
+        }
+    }
 
 
 def test_countries_and_currencies_need_no_feature(api, auth_without_vouchers):
@@ -96,13 +108,15 @@ def test_feature_check_comes_before_not_found(api, auth_without_vouchers):
 
 
 @pytest.mark.parametrize("path, thing, _, __", RESOURCES)
-@pytest.mark.parametrize("bad_id", ["abc", "0", "-1", "+1", "1.5", "1e3", "2147483648", "99999999999999999999",
-                                    "%20", "0x10", "１"])
+@pytest.mark.parametrize(
+    "bad_id", ["abc", "0", "-1", "+1", "1.5", "1e3", "2147483648", "99999999999999999999", "%20", "0x10", "１"]
+)
 def test_invalid_ids(api, auth, path, thing, _, __, bad_id):
     response = api.get(f"{path}/{bad_id}", headers=auth)
     assert response.status_code == 400
-    assert response.json() == {"error": {"name": "BadRequestError", "code": "BAD_REQUEST",
-                                         "message": f"Invalid {thing} ID"}}
+    assert response.json() == {
+        "error": {"name": "BadRequestError", "code": "BAD_REQUEST", "message": f"Invalid {thing} ID"}
+    }
 
 
 @pytest.mark.parametrize("path, _, thing, __", RESOURCES)
@@ -128,8 +142,14 @@ def test_inactive_rows_are_invisible(api, auth, path, _, thing, model):
 
 def inactive_row(model):
     fields = {
-        Country: dict(name="Atlantis", official_name="Republic of Atlantis", alpha_2="ZZ",
-                      alpha_3="ZZZ", numeric_code="999", dialing_prefix="+999"),
+        Country: dict(
+            name="Atlantis",
+            official_name="Republic of Atlantis",
+            alpha_2="ZZ",
+            alpha_3="ZZZ",
+            numeric_code="999",
+            dialing_prefix="+999",
+        ),
         Currency: dict(name="Atlantean Drachma", currency="ZZD", precision=2),
         Category: dict(name="Retired"),
         Subcategory: dict(name="Retired"),

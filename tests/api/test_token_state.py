@@ -1,4 +1,5 @@
 """Token state in the database: races, faults and persistence."""
+
 import threading
 
 import peewee
@@ -6,10 +7,11 @@ import pytest
 from playhouse.test_utils import count_queries
 
 from octopus_cards import models
-from support.inprocess import TEST_PEER, bearer
+from octopus_cards.app import create_app
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import Token
-from octopus_cards.app import create_app
+
+from support.inprocess import TEST_PEER, bearer
 
 
 def issue(settings, client_id):

@@ -1,8 +1,10 @@
 """Fixtures of the contract layer."""
+
 import shutil
 import subprocess
 
 import pytest
+
 from support import REPO
 from support.node import NODE_ENV, NPM_CI_TIMEOUT, node_tools_current
 
@@ -14,8 +16,13 @@ def require_node_tools():
         pytest.fail("Node.js and npm are needed for the spec linters and the TypeScript SDK")
     if not node_tools_current():
         done = subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=REPO, env=NODE_ENV,
-            capture_output=True, text=True, timeout=NPM_CI_TIMEOUT, check=False,
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=REPO,
+            env=NODE_ENV,
+            capture_output=True,
+            text=True,
+            timeout=NPM_CI_TIMEOUT,
+            check=False,
         )
         assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
         assert node_tools_current(), "npm ci did not install the versions package-lock.json pins"

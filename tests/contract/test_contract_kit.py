@@ -8,12 +8,12 @@ test every operation of the served document, and have logged in again after fuzz
 
 Runs on SQLite by default and on PostgreSQL with OCTOPUS_TEST_DATABASE=postgresql.
 """
+
 import json
 import os
 import secrets
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 

@@ -10,6 +10,7 @@ The fuzzer is a real client: `FuzzerLogin` posts a provisioned client's key and 
 `/auth/login` and sends the access token as `Authorization: Bearer`. Runs are bounded and
 reproducible: derandomized Hypothesis, no example database, no deadline.
 """
+
 import re
 
 import hypothesis
@@ -22,9 +23,10 @@ from schemathesis.auths import reauth_and_replay
 from schemathesis.config import SchemathesisConfig
 
 from octopus_cards import models
-from support.inprocess import TEST_PEER
 from octopus_cards.models import Client, Token
 from octopus_cards.openapi import load_spec
+
+from support.inprocess import TEST_PEER
 
 pytestmark = pytest.mark.contract
 
@@ -96,7 +98,6 @@ def contract_schema(app, fuzzing_credentials):
         "/openapi.json", PeerAddress(app), config=SchemathesisConfig.from_dict(SCHEMATHESIS_CONFIG)
     )
     with app.test_client(client=TEST_PEER) as http:
-
         # Logout without starving the run of tokens.
         #
         # Logout revokes every token of the client, the fuzzer's included. It is not excluded:
@@ -224,7 +225,11 @@ def error_catalogue(ctx, response, case):
         problems.append(f"{key} is not an entry of the catalogue (2.2)")
     elif not re.fullmatch(pattern, str(message)):
         problems.append(f"{message!r} is not a catalogue message of {key} (2.2)")
-    if key[2] == "VALIDATION_FAILURE" and path in FIXED_VALIDATION_MESSAGE and message != FIXED_VALIDATION_MESSAGE[path]:
+    if (
+        key[2] == "VALIDATION_FAILURE"
+        and path in FIXED_VALIDATION_MESSAGE
+        and message != FIXED_VALIDATION_MESSAGE[path]
+    ):
         problems.append(f"{path} reports every schema violation as {FIXED_VALIDATION_MESSAGE[path]!r} (2.3)")
     if response.status_code == 401:
         allowed = UNAUTHORIZED_MESSAGES.get(path, BEARER_UNAUTHORIZED_MESSAGES)
@@ -279,9 +284,7 @@ def test_stateful(contract_schema):
             # Plain `case.call()` never re-authenticates: replay after a logout as
             # `call_and_validate` does (see `FuzzerLogin`).
             response = case.call(**kwargs)
-            return reauth_and_replay(
-                case, response, case.operation.schema.reauth_state, lambda: case.call(**kwargs)
-            )
+            return reauth_and_replay(case, response, case.operation.schema.reauth_state, lambda: case.call(**kwargs))
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             super().validate_response(response, case, additional_checks=CONTRACT_CHECKS, **kwargs)

@@ -13,6 +13,7 @@ openapi/openapi.yaml. The client code calls operations by the names the generato
 the operationIds (`auth.login` -> `auth_login` / `authLogin`) and
 does not depend on the names of generated model classes.
 """
+
 import importlib
 import json
 import os
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from support.live_server import LiveServer, cli_json, console_script
 from support import REPO
+from support.live_server import LiveServer, cli_json, console_script
 from support.node import NODE_ENV, npx
 
 pytestmark = pytest.mark.e2e
@@ -87,17 +88,25 @@ def currencies(server):
 def provision(server):
     """A new client through the operator CLI (every feature, empty allowlist): (key, secret)."""
     created = cli_json(
-        server.settings, "client", "create", "--name", f"sdk-{secrets.token_hex(4)}", "--json",
-        "--feature", "vouchers", "--feature", "topups", "--feature", "esim",
+        server.settings,
+        "client",
+        "create",
+        "--name",
+        f"sdk-{secrets.token_hex(4)}",
+        "--json",
+        "--feature",
+        "vouchers",
+        "--feature",
+        "topups",
+        "--feature",
+        "esim",
     )
     return created["api_key"], created["api_secret"]
 
 
 def run_tool(args, *, cwd, timeout, env=None, what):
     started = time.monotonic()
-    done = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     elapsed = time.monotonic() - started
     assert done.returncode == 0, (
         f"{what} failed ({done.returncode}) after {elapsed:.1f} s:\n{done.stdout}\n{done.stderr}"
@@ -123,9 +132,20 @@ def python_sdk(served_document, tmp_path):
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
     done = run_tool(
-        [generator_command(), "generate", "--path", str(served_document),
-         "--output-path", str(root / PY_PACKAGE), "--meta", "none"],
-        cwd=tmp_path, timeout=GENERATOR_TIMEOUT, env=env, what="openapi-python-client generate",
+        [
+            generator_command(),
+            "generate",
+            "--path",
+            str(served_document),
+            "--output-path",
+            str(root / PY_PACKAGE),
+            "--meta",
+            "none",
+        ],
+        cwd=tmp_path,
+        timeout=GENERATOR_TIMEOUT,
+        env=env,
+        what="openapi-python-client generate",
     )
     # The generator reports what it could not generate as warnings but still succeeds.
     assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr
@@ -154,8 +174,7 @@ def test_python_sdk_drives_login_currencies_refresh_logout(python_sdk, server, c
     list_currencies = operation_module(sdk, "reference", CURRENCIES)
     key, secret = provision(server)
     # trust_env=False: the generated client must talk to 127.0.0.1, never to a proxy.
-    options = {"base_url": server.base_url, "raise_on_unexpected_status": True,
-               "httpx_args": {"trust_env": False}}
+    options = {"base_url": server.base_url, "raise_on_unexpected_status": True, "httpx_args": {"trust_env": False}}
 
     with sdk.Client(**options) as anonymous:
         logged_in = login.sync_detailed(client=anonymous, body=body_model(login)(username=key, password=secret))
@@ -175,9 +194,7 @@ def test_python_sdk_drives_login_currencies_refresh_logout(python_sdk, server, c
     assert all(isinstance(item.precision, int) for item in listed.parsed)
 
     with sdk.Client(**options) as anonymous:
-        refreshed = refresh.sync_detailed(
-            client=anonymous, body=body_model(refresh)(refresh_token=first.refresh_token)
-        )
+        refreshed = refresh.sync_detailed(client=anonymous, body=body_model(refresh)(refresh_token=first.refresh_token))
     assert refreshed.status_code == 200, refreshed.content
     second = refreshed.parsed.data
     assert second.client_id == first.client_id
@@ -192,7 +209,9 @@ def test_python_sdk_drives_login_currencies_refresh_logout(python_sdk, server, c
         refused = list_currencies.sync_detailed(client=authenticated)
     assert refused.status_code == 401, refused.content
     assert refused.parsed.error.to_dict() == {
-        "name": "UnauthorizedError", "code": "UNAUTHORIZED", "message": "Invalid token"
+        "name": "UnauthorizedError",
+        "code": "UNAUTHORIZED",
+        "message": "Invalid token",
     }
     assert refused.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
@@ -297,20 +316,36 @@ def test_typescript_sdk_drives_login_currencies_refresh_logout(served_document, 
     work = tmp_path / "ts-sdk"
     work.mkdir()
     run_tool(
-        npx("openapi-ts", "--input", str(served_document), "--output", str(work / "sdk"),
-            "--client", "@hey-api/client-fetch", "--no-log-file"),
-        cwd=REPO, timeout=GENERATOR_TIMEOUT, env=NODE_ENV, what="openapi-ts",
+        npx(
+            "openapi-ts",
+            "--input",
+            str(served_document),
+            "--output",
+            str(work / "sdk"),
+            "--client",
+            "@hey-api/client-fetch",
+            "--no-log-file",
+        ),
+        cwd=REPO,
+        timeout=GENERATOR_TIMEOUT,
+        env=NODE_ENV,
+        what="openapi-ts",
     )
     (work / "flow.ts").write_text(FLOW_TS)
     (work / "tsconfig.json").write_text(json.dumps(TSCONFIG, indent=2))
-    run_tool(npx("tsc", "--project", str(work / "tsconfig.json")),
-             cwd=REPO, timeout=GENERATOR_TIMEOUT, env=NODE_ENV, what="tsc")
+    run_tool(
+        npx("tsc", "--project", str(work / "tsconfig.json")),
+        cwd=REPO,
+        timeout=GENERATOR_TIMEOUT,
+        env=NODE_ENV,
+        what="tsc",
+    )
 
     key, secret = provision(server)
-    node_env = {**NODE_ENV, "OCTOPUS_BASE_URL": server.base_url,
-                "OCTOPUS_API_KEY": key, "OCTOPUS_API_SECRET": secret}
-    done = run_tool(["node", str(work / "out" / "flow.js")],
-                    cwd=work, timeout=NODE_TIMEOUT, env=node_env, what="node flow.js")
+    node_env = {**NODE_ENV, "OCTOPUS_BASE_URL": server.base_url, "OCTOPUS_API_KEY": key, "OCTOPUS_API_SECRET": secret}
+    done = run_tool(
+        ["node", str(work / "out" / "flow.js")], cwd=work, timeout=NODE_TIMEOUT, env=node_env, what="node flow.js"
+    )
     seen = json.loads(done.stdout.strip().splitlines()[-1])
 
     login = seen["login"]
@@ -321,9 +356,7 @@ def test_typescript_sdk_drives_login_currencies_refresh_logout(served_document, 
     assert seen["currencies"] == currencies
     second = seen["refresh"]["data"]
     assert seen["refresh"]["status"] == 200 and second["client_id"] == first["client_id"]
-    assert {second["access_token"], second["refresh_token"]}.isdisjoint(
-        {first["access_token"], first["refresh_token"]}
-    )
+    assert {second["access_token"], second["refresh_token"]}.isdisjoint({first["access_token"], first["refresh_token"]})
     assert seen["logout"] == {"status": 200, "body": {"success": True, "data": {"message": LOGGED_OUT}}}
     assert seen["afterLogout"] == {
         "status": 401,

@@ -8,22 +8,21 @@ them), run through `npx --no-install`, so nothing is fetched at lint time. tox i
 `npm ci` before the suite runs; the `require_node_tools` fixture does the same when node_modules is
 missing or out of date (a plain `pytest` in a fresh clone).
 """
+
 import copy
 import importlib
 import json
-import os
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from support import REPO
-from support.node import NODE_ENV, npx
 
 from octopus_cards.models import FEATURES
 from octopus_cards.settings import RATE_LIMIT_CLASSES
+
+from support import REPO
+from support.node import NODE_ENV, npx
 
 SPEC_PATH = REPO / "openapi" / "openapi.yaml"
 REDOCLY_CONFIG = REPO / ".redocly.yaml"
@@ -45,9 +44,7 @@ def redocly(spec_path=None):
     Redocly CLI 2 looks for `redocly.yaml` only, so the config is named explicitly; without a
     path it lints the `apis` the config declares (openapi/openapi.yaml)."""
     target = [str(spec_path)] if spec_path else []
-    done = run_node_tool(
-        npx("redocly", "lint", *target, "--config", str(REDOCLY_CONFIG), "--format", "json")
-    )
+    done = run_node_tool(npx("redocly", "lint", *target, "--config", str(REDOCLY_CONFIG), "--format", "json"))
     try:
         report = json.loads(done.stdout)
     except ValueError:
@@ -69,8 +66,19 @@ def spectral(spec_path, tmp_path):
     """`spectral lint` with .spectral.yaml: the list of results it reports (any severity)."""
     output = tmp_path / "spectral.json"
     done = run_node_tool(
-        npx("spectral", "lint", str(spec_path), "--ruleset", str(SPECTRAL_RULESET),
-            "--format", "json", "--output", str(output), "--fail-severity", "hint")
+        npx(
+            "spectral",
+            "lint",
+            str(spec_path),
+            "--ruleset",
+            str(SPECTRAL_RULESET),
+            "--format",
+            "json",
+            "--output",
+            str(output),
+            "--fail-severity",
+            "hint",
+        )
     )
     if not output.exists():
         pytest.fail(f"spectral lint wrote no report ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -191,7 +199,9 @@ def test_operation_is_documented(path, method, operation, parameters):
     assert operation.get("tags") and set(operation["tags"]) <= defined_tags, f"{where}: tags {operation.get('tags')}"
 
     for parameter in parameters:
-        assert "example" in parameter or parameter.get("examples"), f"{where}: parameter {parameter['name']} has no example"
+        assert "example" in parameter or parameter.get("examples"), (
+            f"{where}: parameter {parameter['name']} has no example"
+        )
     body = resolve(spec, operation.get("requestBody"))
     if body:
         for media_type, media in body["content"].items():

@@ -9,6 +9,7 @@ currencies through the page.
 Uses Debian's Chromium and its driver (/usr/bin/chromium, /usr/bin/chromedriver) through
 selenium; nothing is downloaded. Without them the test is skipped; .ci/run installs them in CI.
 """
+
 import json
 import secrets
 from pathlib import Path
@@ -113,11 +114,15 @@ def open_try_out(driver, method, path):
     """Expand the operation and press "Try it out"; the block."""
     block = opblock(driver, method, path)
     one(block, ".opblock-summary-control").click()
-    try_out = wait_for(driver, lambda: block.find_elements(By.CSS_SELECTOR, "button.try-out__btn"),
-                       f"no Try it out button on {method} {path}")[0]
+    try_out = wait_for(
+        driver,
+        lambda: block.find_elements(By.CSS_SELECTOR, "button.try-out__btn"),
+        f"no Try it out button on {method} {path}",
+    )[0]
     try_out.click()
-    wait_for(driver, lambda: block.find_elements(By.CSS_SELECTOR, "button.execute"),
-             f"no Execute button on {method} {path}")
+    wait_for(
+        driver, lambda: block.find_elements(By.CSS_SELECTOR, "button.execute"), f"no Execute button on {method} {path}"
+    )
     return block
 
 
@@ -126,8 +131,11 @@ def execute(driver, block):
     (status, body text, curl command, request URL)."""
     for clear in block.find_elements(By.CSS_SELECTOR, "button.btn-clear"):
         clear.click()
-    wait_for(driver, lambda: not block.find_elements(By.CSS_SELECTOR, ".live-responses-table"),
-             "the earlier response was not cleared")
+    wait_for(
+        driver,
+        lambda: not block.find_elements(By.CSS_SELECTOR, ".live-responses-table"),
+        "the earlier response was not cleared",
+    )
     one(block, "button.execute").click()
 
     def rendered():
@@ -146,12 +154,7 @@ def execute(driver, block):
 
 
 def documented_operations(spec):
-    return {
-        (method.upper(), path)
-        for path, item in spec["paths"].items()
-        for method in item
-        if method in METHODS
-    }
+    return {(method.upper(), path) for path, item in spec["paths"].items() for method in item if method in METHODS}
 
 
 def requested_urls(driver, origin):
@@ -238,10 +241,14 @@ def test_swagger_ui_lists_the_api_and_the_bearer_scheme_works_from_the_page(serv
 
     # Authorize: paste the access token into bearerAuth.
     authorize.click()
-    dialog = wait_for(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".dialog-ux .modal-ux"),
-                      "the Authorize dialog did not open")[0]
+    dialog = wait_for(
+        browser,
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".dialog-ux .modal-ux"),
+        "the Authorize dialog did not open",
+    )[0]
     scheme = next(
-        container for container in dialog.find_elements(By.CSS_SELECTOR, ".auth-container")
+        container
+        for container in dialog.find_elements(By.CSS_SELECTOR, ".auth-container")
         if "bearerAuth" in text_of(container)
     )
     assert "http, Bearer" in text_of(scheme), text_of(scheme)
@@ -272,18 +279,24 @@ def test_swagger_ui_lists_the_api_and_the_bearer_scheme_works_from_the_page(serv
     # Every asset came from the app itself: the browser asked nothing of any other host.
     urls = requested_urls(browser, server.base_url)
     outside = [
-        url for url in urls
-        if urlsplit(url).scheme not in ("data", "blob") and not same_origin(url, server.base_url)
+        url for url in urls if urlsplit(url).scheme not in ("data", "blob") and not same_origin(url, server.base_url)
     ]
     assert not outside, f"requests outside the app: {outside}"
     paths = {urlsplit(url).path for url in urls}
-    for asset in ("/docs/", "/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js",
-                  "/docs/swagger-ui-standalone-preset.js", "/openapi.json"):
+    for asset in (
+        "/docs/",
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui-standalone-preset.js",
+        "/openapi.json",
+    ):
         assert asset in paths, f"{asset} not loaded; loaded: {sorted(paths)}"
 
     # Nothing went wrong in the page (a blocked asset, a CSP violation, a script error): the one
     # error logged is Chromium noting the deliberate 401 above.
-    expected_401 = (f"{server.url('/api/v1/currencies')} - Failed to load resource: "
-                    "the server responded with a status of 401 (Unauthorized)")
+    expected_401 = (
+        f"{server.url('/api/v1/currencies')} - Failed to load resource: "
+        "the server responded with a status of 401 (Unauthorized)"
+    )
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert [message for message in errors if message != expected_401] == [], errors

@@ -10,6 +10,7 @@ knows for sure is contradicted: during the run, after a restart, and in the toke
 Bounded (each scenario runs its load for a few seconds), loopback only, and every process and
 thread started here is stopped by the test itself.
 """
+
 import base64
 import collections
 import dataclasses
@@ -29,8 +30,9 @@ import httpx
 import pytest
 
 from octopus_cards import models
-from support.live_server import LiveServer, http_client
 from octopus_cards.models import FEATURES, Client, Token, TokenFamily
+
+from support.live_server import LiveServer, http_client
 from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -147,12 +149,16 @@ class Recorder:
     def send(self, http, op, client, worker, token=None, family=None):
         """Perform `op` (with `token`, a Tok, where one is needed); returns the Call."""
         seq = next(self._seq)
-        call = Call(seq, op, client["client_id"], worker, f"ft{seq}-{secrets.token_hex(4)}",
-                    token.jti if token else None, 0.0)
+        call = Call(
+            seq, op, client["client_id"], worker, f"ft{seq}-{secrets.token_hex(4)}", token.jti if token else None, 0.0
+        )
         headers = {"X-Request-Id": call.request_id}
         if op == "login":
-            request = ("POST", "/auth/login",
-                       {"json": {"username": client["api_key"], "password": client["api_secret"]}})
+            request = (
+                "POST",
+                "/auth/login",
+                {"json": {"username": client["api_key"], "password": client["api_secret"]}},
+            )
         elif op == "refresh":
             request = ("POST", "/auth/refresh", {"json": {"refresh_token": token.raw}})
         elif op == "currencies":
@@ -210,8 +216,9 @@ class Recorder:
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             call.message = body["error"].get("message")
         if call.status == 401:
-            expected = {"error": {"name": "UnauthorizedError", "code": "UNAUTHORIZED",
-                                  "message": UNAUTHORIZED_MESSAGE[call.op]}}
+            expected = {
+                "error": {"name": "UnauthorizedError", "code": "UNAUTHORIZED", "message": UNAUTHORIZED_MESSAGE[call.op]}
+            }
             if body != expected:
                 return f"401 body {text[:300]}"
             if not response.headers.get("www-authenticate", "").startswith("Bearer"):
@@ -227,8 +234,10 @@ class Recorder:
             data = body.get("data") if isinstance(body, dict) else None
             if body.get("success") is not True or not isinstance(data, dict):
                 return f"200 body {json.dumps(body)[:300]}"
-            if set(data) != {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at",
-                             "client_id"} or data["client_id"] != call.client:
+            if (
+                set(data) != {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at", "client_id"}
+                or data["client_id"] != call.client
+            ):
                 return f"200 data {json.dumps(data)[:300]}"
             for raw, use in ((data["access_token"], "access"), (data["refresh_token"], "refresh")):
                 if not raw.startswith(JWT_PREFIX):
@@ -265,12 +274,11 @@ class Chain:
         self.rotated = []
 
 
-def load_worker(recorder, base_url, client, worker, mix, stop, seed, on_transport_error="stop",
-                pause_on_503=0.05):
+def load_worker(recorder, base_url, client, worker, mix, stop, seed, on_transport_error="stop", pause_on_503=0.05):
     """Drive one client until `stop` is set: each worker owns its families and never presents a
     refresh token twice, except on purpose ("reuse": an already-rotated one, which must fail)."""
     rng = random.Random(seed)
-    ops, weights = zip(*mix.items())
+    ops, weights = zip(*mix.items(), strict=True)
     chain = None
     with http_client(base_url=base_url, timeout=10.0) as http:
         while not stop.is_set():
@@ -406,8 +414,11 @@ class Model:
         for call in self.family_refreshes[tok.family]:
             if not (call.status == 401 or self.may_have_effect(call)):
                 continue
-            earlier = [other for other in self.presentations[call.presented]
-                       if other is not call and (other.status == 200 or self.may_have_effect(other))]
+            earlier = [
+                other
+                for other in self.presentations[call.presented]
+                if other is not call and (other.status == 200 or self.may_have_effect(other))
+            ]
             if earlier:  # a rotated (or possibly rotated) token presented again: reuse
                 certain = call.status == 401 and any(o.status == 200 and o.t1 < call.t0 for o in earlier)
                 found.append((call, certain))
@@ -523,8 +534,14 @@ def token_rows(client_ids):
     with models.db.connection_context():
         query = (
             Token.select(
-                Token.jti, Token.token_use, Token.parent_jti, Token.used_at, Token.revoked_at, Token.family,
-                Token.client, (TokenFamily.generation < Client.token_generation).alias("superseded"),
+                Token.jti,
+                Token.token_use,
+                Token.parent_jti,
+                Token.used_at,
+                Token.revoked_at,
+                Token.family,
+                Token.client,
+                (TokenFamily.generation < Client.token_generation).alias("superseded"),
             )
             .join(TokenFamily)
             .join_from(Token, Client)
@@ -535,9 +552,7 @@ def token_rows(client_ids):
 
 def family_rows(family_ids):
     with models.db.connection_context():
-        query = TokenFamily.select(TokenFamily.id, TokenFamily.revoked_at).where(
-            TokenFamily.id.in_(list(family_ids))
-        )
+        query = TokenFamily.select(TokenFamily.id, TokenFamily.revoked_at).where(TokenFamily.id.in_(list(family_ids)))
         return {row["id"]: row for row in query.dicts()}
 
 
@@ -600,8 +615,10 @@ def verify_tokens(server, model, verdict, client_ids):
             continue
         dead_in_table = row["revoked_at"] is not None or row["used_at"] is not None or row["superseded"]
         if expect[tok.jti] == "live" and dead_in_table:
-            verdict.fail(f"{tok!r}: must be live, table says used={row['used_at']} revoked={row['revoked_at']} "
-                         f"superseded={row['superseded']}")
+            verdict.fail(
+                f"{tok!r}: must be live, table says used={row['used_at']} revoked={row['revoked_at']} "
+                f"superseded={row['superseded']}"
+            )
         if expect[tok.jti] == "dead" and not dead_in_table:
             verdict.fail(f"{tok!r}: must be revoked or used, table says live")
     # Every 200 refresh: presented token used, successor pair recorded with it as parent.
@@ -647,7 +664,7 @@ def report(name, text, recorder=None, logs=None):
 def test_kill_9_under_mixed_load_then_restart_loses_nothing(env, logs):
     clients = provision(env, 6, "kill9")
     mixes = [STEADY, STEADY, LOGGING_OUT, LOGGING_OUT, REUSING, REUSING]
-    plan = [(client, mix) for client, mix in zip(clients, mixes) for _ in range(2)]
+    plan = [(client, mix) for client, mix in zip(clients, mixes, strict=True) for _ in range(2)]
     server = LiveServer(env, logs, name="kill9")
     recorder = Recorder()
     started = time.monotonic()
@@ -655,8 +672,16 @@ def test_kill_9_under_mixed_load_then_restart_loses_nothing(env, logs):
     try:
         server.start()
         load = Load(recorder, server.base_url, plan).start()
-        loaded = run_load(recorder, 3.0, 10.0, lambda rec: len(rec.calls) >= 300
-                          and rec.count(op="logout", status=200) >= 2 and rec.count(op="refresh", status=401) >= 2)
+        loaded = run_load(
+            recorder,
+            3.0,
+            10.0,
+            lambda rec: (
+                len(rec.calls) >= 300
+                and rec.count(op="logout", status=200) >= 2
+                and rec.count(op="refresh", status=401) >= 2
+            ),
+        )
         kill_at = time.monotonic()
         os.kill(server.pid, signal.SIGKILL)
         server.process.wait(timeout=10)
@@ -710,8 +735,9 @@ def test_postgresql_outage_is_503_then_recovers_without_false_reuse(env, logs):
     plan = [(client, STEADY) for client in load_clients for _ in range(2)]
     recorder = Recorder(allowed=(200, 401, 503))
     proxy = TcpProxy("127.0.0.1", real.port or 5432).start()
-    server = LiveServer(dict(env, OCTOPUS_DATABASE_URL=through_proxy(env["OCTOPUS_DATABASE_URL"], proxy.port)),
-                        logs, name="outage")
+    server = LiveServer(
+        dict(env, OCTOPUS_DATABASE_URL=through_proxy(env["OCTOPUS_DATABASE_URL"], proxy.port)), logs, name="outage"
+    )
     verdict = Verdict()
     started = time.monotonic()
     load = None
@@ -806,8 +832,9 @@ def test_postgresql_outage_is_503_then_recovers_without_false_reuse(env, logs):
     for call in recorder.calls:
         if call.op == "refresh" and call.status == 503 and rows.get(call.presented, {}).get("used_at"):
             seen = {jti for other in recorder.calls if other.presented == call.presented for jti in other.issued}
-            unseen_children = [row for row in rows.values()
-                               if row["parent_jti"] == call.presented and row["jti"] not in seen]
+            unseen_children = [
+                row for row in rows.values() if row["parent_jti"] == call.presented and row["jti"] not in seen
+            ]
             if unseen_children and sorted(children[call.presented]) == ["access", "refresh"]:
                 commit_lost.add(call)
     verdict.counts["commit_lost"] = len(commit_lost)
@@ -905,7 +932,7 @@ def test_a_rotation_whose_commit_acknowledgement_is_lost_is_not_taken_for_reuse(
 def test_two_workers_on_one_sqlite_file_never_lock_or_fail(env, logs):
     clients = provision(env, 5, "workers")
     mixes = [LOGGING_OUT, LOGGING_OUT, REUSING, ROTATING, ROTATING]
-    plan = [(client, mix) for client, mix in zip(clients, mixes) for _ in range(3)]
+    plan = [(client, mix) for client, mix in zip(clients, mixes, strict=True) for _ in range(3)]
     recorder = Recorder()
     server = LiveServer(env, logs, workers=2, name="two-workers")
     started = time.monotonic()
@@ -986,8 +1013,10 @@ def test_sigterm_under_load_finishes_accepted_requests_and_writes_no_half_rotati
                 call = by_request_id.get(event.get("request_id"))
                 verdict.counts["completed_by_server"] += 1
                 if call is None or call.status != 200:
-                    verdict.fail(f"{event['event']} {event.get('request_id')} completed by the server, "
-                                 f"the client saw {call!r} {call.error if call else ''}")
+                    verdict.fail(
+                        f"{event['event']} {event.get('request_id')} completed by the server, "
+                        f"the client saw {call!r} {call.error if call else ''}"
+                    )
 
         # Refreshes without an answer: the presented token is untouched, or used with its
         # successor pair recorded; never used without one.
@@ -1002,8 +1031,10 @@ def test_sigterm_under_load_finishes_accepted_requests_and_writes_no_half_rotati
                 elif row["used_at"] is not None and sorted(children[call.presented]) == ["access", "refresh"]:
                     verdict.counts["refresh_unanswered_completed"] += 1
                 else:
-                    verdict.fail(f"{call!r}: presented token used={row['used_at']} revoked={row['revoked_at']}, "
-                                 f"successors {children.get(call.presented)}")
+                    verdict.fail(
+                        f"{call!r}: presented token used={row['used_at']} revoked={row['revoked_at']}, "
+                        f"successors {children.get(call.presented)}"
+                    )
 
         server.start()
         verify_tokens(server, model, verdict, [client["client_id"] for client in clients])

@@ -3,6 +3,7 @@
 
 Runs on SQLite by default and on PostgreSQL with OCTOPUS_TEST_DATABASE=postgresql.
 """
+
 import calendar
 import json
 import os
@@ -270,7 +271,7 @@ def demo_credentials(stdout):
 def generated_key_file(database_url, cwd):
     prefix = "sqlite:///"
     if database_url.startswith(prefix):
-        return Path(database_url[len(prefix):] + ".keys")
+        return Path(database_url[len(prefix) :] + ".keys")
     return Path(cwd) / "octopus.keys"
 
 
@@ -353,6 +354,8 @@ def test_plain_serve_creates_no_client(env, fresh_database, tmp_path):
             # Migrated: reference data exists, but nobody can log in.
             assert_unauthorized(login(http, "ock_" + "0" * 32, "x" * 43), "Invalid credentials")
     assert cli_json(plain_env, "client", "list", "--json", cwd=work) == []
+
+
 # -- 3. access token expiry ---------------------------------------------------------------------
 
 
@@ -422,7 +425,7 @@ def test_concurrent_refreshes_have_one_winner_and_revoke_the_family(server, env,
     races = refresh_race(server, [family["refresh_token"] for family in families], racers)
 
     winners = []
-    for family, responses in zip(families, races):
+    for responses in races:
         statuses = sorted(checked(response).status_code for response in responses)
         assert statuses == [200] + [401] * (racers - 1), statuses
         winner = next(response for response in responses if response.status_code == 200)
@@ -433,7 +436,7 @@ def test_concurrent_refreshes_have_one_winner_and_revoke_the_family(server, env,
 
     # A concurrent duplicate counts as reuse (3.4): each family is revoked, the winner's new pair too.
     with server.client() as http:
-        for family, new in zip(families, winners):
+        for family, new in zip(families, winners, strict=True):
             assert_unauthorized(currencies(http, new["access_token"]), "Invalid token")
             assert_unauthorized(refresh(http, new["refresh_token"]), "Invalid refresh token")
             assert_unauthorized(currencies(http, family["access_token"]), "Invalid token")
@@ -499,9 +502,7 @@ def test_spoofed_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(env
             chained = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7, 127.0.0.1"}
             assert_currencies_ok(currencies(http, tokens["access_token"], chained))
             # A left-most (client-written) entry never wins over the right-most untrusted hop.
-            assert_forbidden(
-                currencies(http, tokens["access_token"], {"X-Forwarded-For": "203.0.113.7, 198.51.100.9"})
-            )
+            assert_forbidden(currencies(http, tokens["access_token"], {"X-Forwarded-For": "203.0.113.7, 198.51.100.9"}))
             assert_forbidden(currencies(http, tokens["access_token"], {"X-Forwarded-For": "not-an-ip"}))
             assert_forbidden(currencies(http, tokens["access_token"]))
 
@@ -578,15 +579,23 @@ def test_rate_limits_are_shared_by_every_worker(env, logs):
                 served_by.add(server.serving_pid(client_port_of(response)))
         assert len(served_by) == 2, "both workers must have answered for this test to mean anything"
         assert statuses == [401] * 5 + [429] * 7, statuses
-        assert_error(response, 429, "TooManyRequestsError", "TOO_MANY_REQUESTS",
-                     f"Rate limit exceeded. Retry after {response.headers['retry-after']} seconds.")
+        assert_error(
+            response,
+            429,
+            "TooManyRequestsError",
+            "TOO_MANY_REQUESTS",
+            f"Rate limit exceeded. Retry after {response.headers['retry-after']} seconds.",
+        )
 
 
 def test_oversized_headers_never_become_a_server_error(server):
     """uvicorn refuses what it cannot parse; the app refuses the rest; neither answers 5xx."""
     with server.client() as http:
-        for headers in ({"X-Padding": "a" * 200_000}, {"Authorization": "Bearer " + "a" * 60_000},
-                        {f"X-H{n}": "v" for n in range(500)}):
+        for headers in (
+            {"X-Padding": "a" * 200_000},
+            {"Authorization": "Bearer " + "a" * 60_000},
+            {f"X-H{n}": "v" for n in range(500)},
+        ):
             try:
                 response = http.get("/api/v1/currencies", headers=headers)
             except httpx.HTTPError:
@@ -600,8 +609,12 @@ def test_workers_are_pinned_to_cpus_of_their_own(env, logs, workers):
     client = create_client(env)
     cpus = sorted(os.sched_getaffinity(0))
     with LiveServer({**env, "OCTOPUS_WORKER_CPUS": "auto"}, logs, workers=workers, name=f"pinned-{workers}") as server:
-        pinned = sorted(cpu for pid in server.process_tree() for cpu in os.sched_getaffinity(pid)
-                        if len(os.sched_getaffinity(pid)) == 1)
+        pinned = sorted(
+            cpu
+            for pid in server.process_tree()
+            for cpu in os.sched_getaffinity(pid)
+            if len(os.sched_getaffinity(pid)) == 1
+        )
         assert pinned == cpus[:workers]
         with server.client() as http:
             assert_token_pair(login(http, client["api_key"], client["api_secret"]), client["client_id"])

@@ -1,4 +1,5 @@
 """Helpers for tests that drive the app in-process."""
+
 import os
 
 from octopus_cards.settings import Settings

@@ -3,6 +3,7 @@
 Everything here is bounded by a timeout, and every process started is stopped (SIGTERM, then
 SIGKILL to its own process group) when the server is stopped.
 """
+
 import json
 import os
 import shutil

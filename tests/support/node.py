@@ -1,5 +1,6 @@
 """The repository's pinned node tools (package.json, package-lock.json): the spec linters and the
 TypeScript SDK generator, run from ./node_modules and never downloaded at run time."""
+
 import json
 import os
 

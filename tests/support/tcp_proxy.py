@@ -12,6 +12,7 @@
 Only loopback: it listens on 127.0.0.1 and is meant to relay to a local service. Every thread is a
 daemon and every blocking call is bounded, so a test that forgets to close it cannot hang.
 """
+
 import socket
 import threading
 import time
@@ -51,8 +52,9 @@ class TcpProxy:
         self.port = listener.getsockname()[1]
         self._listener = listener
         self._accepting.set()
-        self._acceptor = threading.Thread(target=self._accept_loop, args=(listener,), daemon=True,
-                                          name=f"tcp-proxy-accept-{self.port}")
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, args=(listener,), daemon=True, name=f"tcp-proxy-accept-{self.port}"
+        )
         self._acceptor.start()
 
     @property
@@ -129,7 +131,7 @@ class TcpProxy:
         while self._accepting.is_set():
             try:
                 downstream, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return  # listener closed
@@ -151,10 +153,18 @@ class TcpProxy:
                 self._sockets.update((downstream, upstream))
                 self.accepted += 1
             doomed = threading.Event()  # this connection's next upstream reply is to be dropped
-            threading.Thread(target=self._pump, args=(downstream, upstream, doomed, True), daemon=True,
-                             name=f"tcp-proxy-pump-{self.port}").start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, doomed, False), daemon=True,
-                             name=f"tcp-proxy-pump-{self.port}").start()
+            threading.Thread(
+                target=self._pump,
+                args=(downstream, upstream, doomed, True),
+                daemon=True,
+                name=f"tcp-proxy-pump-{self.port}",
+            ).start()
+            threading.Thread(
+                target=self._pump,
+                args=(upstream, downstream, doomed, False),
+                daemon=True,
+                name=f"tcp-proxy-pump-{self.port}",
+            ).start()
 
     def _pump(self, source, sink, doomed, from_client):
         try:

@@ -1,4 +1,5 @@
 """Unit: caller address and allowlist (contract 3.7), with property tests for the parsing."""
+
 import ipaddress
 
 import pytest

@@ -1,4 +1,5 @@
 """Unit: JWT issue and verification (contract 3.2, 3.5; RFC 8725)."""
+
 import base64
 import hashlib
 import hmac
@@ -48,8 +49,14 @@ def forge(header, claims, key=KEY):
 
 def valid_claims(**overrides):
     claims = {
-        "iss": "octopus-cards", "sub": "42", "client_id": 42, "jti": "abc", "iat": NOW, "nbf": NOW,
-        "exp": NOW + 60, "token_use": ACCESS,
+        "iss": "octopus-cards",
+        "sub": "42",
+        "client_id": 42,
+        "jti": "abc",
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 60,
+        "token_use": ACCESS,
     }
     claims.update(overrides)
     return claims
@@ -61,8 +68,14 @@ def test_pair_has_every_claim_and_header(codec):
     assert jwt.get_unverified_header(access.token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
     claims = claims_of(access.token)
     assert claims == {
-        "iss": "octopus-cards", "sub": "42", "client_id": 42, "jti": access.jti, "iat": NOW, "nbf": NOW,
-        "exp": NOW + 3600, "token_use": "access",
+        "iss": "octopus-cards",
+        "sub": "42",
+        "client_id": 42,
+        "jti": access.jti,
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 3600,
+        "token_use": "access",
     }
     assert claims_of(refresh.token)["exp"] == NOW + 604800
     assert claims_of(refresh.token)["token_use"] == "refresh"

@@ -1,14 +1,16 @@
 """The shape of the code and the package: what is installed, where policy lives, and that every
 "contract N.N" the repository cites is a section of docs/contract.md."""
+
 import importlib.metadata
 import importlib.util
 import json
 import re
 
 import pytest
-from support import REPO
 
 from octopus_cards.openapi import DOCUMENT, load_spec
+
+from support import REPO
 
 CONTRACT = REPO / "docs" / "contract.md"
 SECTION = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)[ .]", re.MULTILINE)

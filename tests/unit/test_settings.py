@@ -1,4 +1,5 @@
 """Unit: settings from the environment (contract 14) and the generated key file."""
+
 import json
 import multiprocessing
 import os
@@ -97,7 +98,8 @@ def test_worker_cpus_are_auto_or_cpus_this_process_may_use(tmp_path):
     assert Settings.from_env(env).worker_cpus == ()
     assert Settings.from_env({**env, "OCTOPUS_WORKER_CPUS": "auto"}).worker_cpus == allowed
     assert Settings.from_env({**env, "OCTOPUS_WORKER_CPUS": f" {allowed[-1]}, {allowed[0]} "}).worker_cpus == (
-        allowed[-1], allowed[0]
+        allowed[-1],
+        allowed[0],
     )
     for wrong in ("all", "-1", "0x1", f"{max(allowed) + 1}", "0,,1"):
         with pytest.raises(SettingsError, match="OCTOPUS_WORKER_CPUS must be auto or CPU numbers"):
