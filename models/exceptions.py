@@ -12,3 +12,11 @@ class NotFound(DomainError):
     def __init__(self, thing):
         super().__init__(f"{thing} not found")
         self.thing = thing
+
+
+class NoWalletForCurrency(DomainError):
+    """No wallet was named, and the client has none in the product's nor in its default currency."""
+
+
+class CurrencyNotConvertible(DomainError):
+    """The wallet's currency differs from the product's and no exchange rate joins them."""

@@ -14,7 +14,7 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from octopus_cards.models.exceptions import DomainError, NotFound
+from octopus_cards.models.exceptions import CurrencyNotConvertible, DomainError, NotFound, NoWalletForCurrency
 
 logger = logging.getLogger("octopus_cards.errors")
 
@@ -118,6 +118,8 @@ async def on_api_error(request, exc):
 # The catalogue entry of each domain exception.
 DOMAIN_ERRORS = {
     NotFound: lambda exc: not_found(str(exc)),
+    NoWalletForCurrency: lambda exc: bad_request("No wallet available for this currency"),
+    CurrencyNotConvertible: lambda exc: bad_request("Currency conversion not available"),
 }
 
 

@@ -1,0 +1,39 @@
+"""Money: Decimal in Python, rounded half-up to 4 places (contract 1.8, 15.1 items 13, 25, 36), and
+exact in the database as whole ten-thousandths (SQLite has no decimal type: a REAL column drifts)."""
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from peewee import BigIntegerField
+
+PLACES = Decimal("0.0001")
+SCALE = 10_000
+
+
+def money(value):
+    """`value` (Decimal, int or decimal text; never float) rounded half-up to 4 places."""
+    if isinstance(value, float):
+        raise TypeError("money is never a float")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not an amount: {value!r}")
+    return amount.quantize(PLACES, rounding=ROUND_HALF_UP) + 0  # + 0 turns -0 into 0
+
+
+def in_units(amount, precision):
+    """`{AMOUNT}` of the remarks (15.1, 36): trailing zeros removed, never fewer decimals than the
+    currency's precision: 97.50, 4.275, 1.2345, JPY 5000."""
+    places = max(precision, -money(amount).normalize().as_tuple().exponent)
+    return f"{money(amount):.{places}f}"
+
+
+class MoneyField(BigIntegerField):
+    """A money column stored as an integer count of ten-thousandths; SUM and `amount - :n` stay exact."""
+
+    def db_value(self, value):
+        return None if value is None else int(money(value) * SCALE)
+
+    def python_value(self, value):
+        return None if value is None else (Decimal(value) / SCALE).quantize(PLACES)
