@@ -3,6 +3,8 @@
 
     python bench/run.py [--seconds N] [--rounds R] [--database sqlite|postgresql]
                         [--workers 1|2|1,2] [--scenarios get,login,...] [--scale] [--smoke]
+                        [--reference-octopus PATH]
+    python bench/run.py --reference-octopus /tmp/ref-venv/bin/octopus-cards --scenarios get,login,refresh
 
 Needs: the project installed (`pip install -e '.[bench]'`: fastapi, matplotlib) and wrk
 (`apt-get install wrk`). For PostgreSQL: a server reachable at $OCTOPUS_BENCH_POSTGRES_URL
@@ -40,8 +42,16 @@ honour too); --worker-cpus '' measures them unpinned.
 --octopus-env NAME=VALUE passes extra settings to octopus-cards only (e.g. to measure the cost
 of rate limiting: --octopus-env OCTOPUS_RATE_LIMIT_PROFILE=production --octopus-env
 OCTOPUS_RATE_LIMITS=login=1000000000,refresh=1000000000,default=1000000000).
+--reference-octopus PATH adds a fourth server, `reference`: the `octopus-cards` console script of
+another installation (say the previous main, `pip install`ed in its own virtualenv), started
+exactly like octopus-cards (same `serve` arguments, settings, --octopus-env, CPU pinning, database
+and client). It must have the same migrations (checked on a scratch database first), answer the
+check alike, and is measured in every scenario and round next to octopus-cards, the two taking
+turns going first; the table, JSON and chart gain octopus / reference (rps, and p99 side by side),
+to show that a change does not slow the hot path.
 Every process started is stopped on exit, Ctrl-C and errors included.
 """
+
 import argparse
 import datetime
 import json
@@ -69,6 +79,11 @@ RESULTS = BENCH / "results"
 HOST = "127.0.0.1"
 CONNECTIONS = 32
 SERVERS = ("octopus", "fastapi", "starlette")
+# --reference-octopus: another build of octopus-cards, run right after ours in each round.
+REFERENCE_SERVERS = ("octopus", "reference", "fastapi", "starlette")
+OCTOPUS_BUILDS = ("octopus", "reference")  # the kinds that are `octopus-cards serve`
+LABELS = {"reference": "octopus (reference)"}
+COUNTS = {3: "three", 4: "four"}
 POSTGRES_ADMIN_URL = (
     os.environ.get("OCTOPUS_BENCH_POSTGRES_URL")
     or os.environ.get("OCTOPUS_TEST_POSTGRES_URL")
@@ -79,10 +94,10 @@ STOP_TIMEOUT = 10
 CLIENT_NETWORK = "127.0.0.0/8"  # every client has an allowlist entry, so the IP check does work
 
 SCENARIOS = {
-    "get": dict(title="GET /api/v1/currencies", script="get.lua", threads=1,
-                env={"BENCH_PATH": "/api/v1/currencies"}),
-    "get_one": dict(title="GET /api/v1/currencies/1", script="get.lua", threads=1,
-                    env={"BENCH_PATH": "/api/v1/currencies/1"}),
+    "get": dict(title="GET /api/v1/currencies", script="get.lua", threads=1, env={"BENCH_PATH": "/api/v1/currencies"}),
+    "get_one": dict(
+        title="GET /api/v1/currencies/1", script="get.lua", threads=1, env={"BENCH_PATH": "/api/v1/currencies/1"}
+    ),
     "login": dict(title="POST /auth/login", script="login.lua", threads=1, env={}),
     "refresh": dict(title="POST /auth/refresh", script="refresh.lua", threads=1, env={}),
     "logout_login": dict(title="POST /auth/logout + login", script="logout_login.lua", threads=CONNECTIONS, env={}),
@@ -140,6 +155,7 @@ def on_sigterm(signum, frame):
 
 # -- tools ----------------------------------------------------------------------------------------
 
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -147,10 +163,21 @@ def free_port():
 
 
 def octopus_executable():
-    found = shutil.which("octopus-cards", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    found = shutil.which(
+        "octopus-cards", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     if not found:
         raise BenchError("the octopus-cards console script is not installed in this environment")
     return found
+
+
+def build_executable(args, build):
+    """The console script of an octopus-cards build: this environment's, or the reference's."""
+    return args.reference_octopus if build == "reference" else octopus_executable()
+
+
+def label(server):
+    return LABELS.get(server, server)
 
 
 def http(method, url, body=None, token=None, timeout=30):
@@ -200,6 +227,7 @@ def merge_histograms(histograms):
 
 # -- the workspace: temp dir, databases, settings ------------------------------------------------
 
+
 class Workspace:
     def __init__(self, args):
         self.args = args
@@ -228,19 +256,23 @@ class Workspace:
     def env(self, database_url, server=None):
         """The environment of a server or CLI: ours, minus any OCTOPUS_* of the caller's shell."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OCTOPUS_")}
-        env.update({
-            "OCTOPUS_DATABASE_URL": database_url,
-            "OCTOPUS_JWT_KEYS": f"{self.kid}:{self.jwt_secret}",
-            "OCTOPUS_SECRET_PEPPER": self.pepper,
-            "OCTOPUS_KEY_FILE": str(self.dir / "octopus.keys"),
-            "OCTOPUS_RATE_LIMIT_PROFILE": "off",
-            "OCTOPUS_VALIDATE_RESPONSES": "false",
-            "OCTOPUS_WORKER_CPUS": self.args.worker_cpus,
-        })
-        if server == "octopus":
+        env.update(
+            {
+                "OCTOPUS_DATABASE_URL": database_url,
+                "OCTOPUS_JWT_KEYS": f"{self.kid}:{self.jwt_secret}",
+                "OCTOPUS_SECRET_PEPPER": self.pepper,
+                "OCTOPUS_KEY_FILE": str(self.dir / "octopus.keys"),
+                "OCTOPUS_RATE_LIMIT_PROFILE": "off",
+                "OCTOPUS_VALIDATE_RESPONSES": "false",
+                "OCTOPUS_WORKER_CPUS": self.args.worker_cpus,
+            }
+        )
+        if server in OCTOPUS_BUILDS:  # the reference is measured under the same settings as ours
             env.update(self.args.octopus_env)
         if server in ("fastapi", "starlette"):
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
+        if server == "reference":  # its own installed code: a PYTHONPATH (say, this checkout) would shadow it
+            env.pop("PYTHONPATH", None)
         env.pop("PYTHONUNBUFFERED", None)
         return env
 
@@ -249,11 +281,19 @@ class Workspace:
 
         return Settings.from_env(self.env(database_url))
 
-    def cli(self, database_url, *argv):
-        done = subprocess.run([octopus_executable(), *argv], env=self.env(database_url), capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+    def cli(self, database_url, *argv, build="octopus"):
+        env = self.env(database_url, "reference" if build == "reference" else None)
+        done = subprocess.run(
+            [build_executable(self.args, build), *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         if done.returncode != 0:
-            raise BenchError(f"octopus-cards {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+            who = "" if build == "octopus" else f"{label(build)}: "
+            raise BenchError(f"{who}octopus-cards {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout
 
     def close(self):
@@ -275,8 +315,9 @@ class Workspace:
 
 # -- servers --------------------------------------------------------------------------------------
 
+
 class Server:
-    """One of the three servers, started fresh for each measurement."""
+    """One of the three (four, with a reference build) servers, started fresh for each measurement."""
 
     def __init__(self, ws, kind, workers, database_url, label=None):
         self.ws, self.kind, self.workers, self.database_url = ws, kind, workers, database_url
@@ -286,8 +327,8 @@ class Server:
         self.starts = 0
 
     def command(self):
-        if self.kind == "octopus":
-            cmd = [octopus_executable(), "serve", "--host", HOST, "--port", str(self.port)]
+        if self.kind in OCTOPUS_BUILDS:
+            cmd = [build_executable(self.ws.args, self.kind), "serve", "--host", HOST, "--port", str(self.port)]
             return cmd + (["--workers", str(self.workers)] if self.workers != 1 else [])
         script = BENCH / f"baseline_{self.kind}.py"
         return [sys.executable, str(script), "--host", HOST, "--port", str(self.port), "--workers", str(self.workers)]
@@ -302,8 +343,9 @@ class Server:
         stem = self.ws.logs / f"{self.label}-w{self.workers}-{self.starts}"
         self.stderr_path = stem.with_suffix(".stderr")
         with open(stem.with_suffix(".stdout"), "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = spawn(self.command(), env=self.ws.env(self.database_url, self.kind), cwd=self.ws.dir,
-                                 stdout=out, stderr=err)
+            self.process = spawn(
+                self.command(), env=self.ws.env(self.database_url, self.kind), cwd=self.ws.dir, stdout=out, stderr=err
+            )
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             if self.process.poll() is not None:
@@ -338,6 +380,7 @@ class Server:
 
 # -- wrk --------------------------------------------------------------------------------------------
 
+
 def wrk_version():
     done = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return (done.stdout or done.stderr).splitlines()[0].strip() if (done.stdout or done.stderr) else "?"
@@ -346,8 +389,20 @@ def wrk_version():
 def run_wrk(ws, url, script, seconds, threads, env, connections=CONNECTIONS, tag="wrk"):
     out_path = ws.dir / f"{tag}-{uuid.uuid4().hex[:8]}.json"
     wrk_env = dict(os.environ, BENCH_LUA_DIR=str(LUA), BENCH_WRK_OUT=str(out_path), BENCH_THREADS=str(threads), **env)
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds)}s", "--timeout", "10s",
-           "-s", str(LUA / script), url]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{int(seconds)}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA / script),
+        url,
+    ]
     process = spawn(cmd, env=wrk_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = process.communicate(timeout=seconds + 60)
@@ -363,6 +418,7 @@ def run_wrk(ws, url, script, seconds, threads, env, connections=CONNECTIONS, tag
 
 # -- scenarios: what each needs before a run ----------------------------------------------------------
 
+
 class Bench:
     def __init__(self, ws, args):
         self.ws, self.args = ws, args
@@ -375,17 +431,39 @@ class Bench:
 
         log(f"database: {self.database_url.split('@')[-1]}")
         self.ws.cli(self.database_url, "migrate")
-        created = json.loads(self.ws.cli(self.database_url, "client", "create", "--name", "bench",
-                                         "--ip", CLIENT_NETWORK, "--json"))
+        created = json.loads(
+            self.ws.cli(self.database_url, "client", "create", "--name", "bench", "--ip", CLIENT_NETWORK, "--json")
+        )
         self.client_id, self.api_key, self.secret = created["client_id"], created["api_key"], created["api_secret"]
         self.settings = self.ws.settings(self.database_url)
         dbtools.connect(self.database_url)
         self.access_token = dbtools.mint_pairs(self.settings, self.client_id, 1)[0][0]
         dbtools.disconnect()
+        if self.args.reference_octopus:
+            self.check_reference_migrations()
+
+    def check_reference_migrations(self):
+        """The reference serves the database our build migrated, and `serve` migrates first: with a
+        migration we lack it would change the schema under octopus-cards, without one of ours it
+        would serve a schema it does not know. So it migrates a scratch database, and the two
+        builds must have applied the same migrations."""
+        scratch = self.ws.new_database("reference_schema")
+        self.ws.cli(scratch, "migrate", build="reference")
+        ours, theirs = applied_migrations(self.database_url), applied_migrations(scratch)
+        if ours != theirs:
+            raise BenchError(
+                f"the reference build cannot share the database: migrations only in this build: "
+                f"{', '.join(sorted(ours - theirs)) or 'none'}; only in the reference: "
+                f"{', '.join(sorted(theirs - ours)) or 'none'}"
+            )
+        log(f"reference build: {self.args.reference_octopus}, the same {len(ours)} migrations")
 
     def pool_size(self, kind, workers, seconds):
-        known = [rate for (scenario, k, w), rate in self.rates.items()
-                 if w == workers and scenario in ("login", "refresh") and (scenario == "login" or k == kind)]
+        known = [
+            rate
+            for (scenario, k, w), rate in self.rates.items()
+            if w == workers and scenario in ("login", "refresh") and (scenario == "login" or k == kind)
+        ]
         estimate = max(known) if known else 2500.0 * workers
         return int(estimate * 2.0 * seconds) + 500
 
@@ -408,7 +486,9 @@ class Bench:
             env["BENCH_TOKENS"] = str(path)
         elif scenario == "logout_login":
             dbtools.connect(self.database_url)
-            clients = dbtools.provision_clients(self.settings, SCENARIOS[scenario]["threads"], f"cycle-{tag}", [CLIENT_NETWORK])
+            clients = dbtools.provision_clients(
+                self.settings, SCENARIOS[scenario]["threads"], f"cycle-{tag}", [CLIENT_NETWORK]
+            )
             dbtools.disconnect()
             path = self.ws.dir / f"clients-{tag}.txt"
             path.write_text("".join(f"{key} {secret}\n" for _, key, secret in clients))
@@ -434,46 +514,82 @@ class Bench:
                 note += " (POOL EXHAUSTED: result invalid, raise the pool)"
         if scenario == "logout_login":
             note = f", {result['logins']} logins/{result['logouts']} logouts, {result['failures']} failures"
-        log(f"  {scenario:<12} {kind:<9} w{workers} r{round_index}: {result['rps']:8.1f} rps, "
-            f"p50 {percentile(result['histogram'], 50) / 1000:.1f} ms, errors {errors}{note}")
+        log(
+            f"  {scenario:<12} {kind:<9} w{workers} r{round_index}: {result['rps']:8.1f} rps, "
+            f"p50 {percentile(result['histogram'], 50) / 1000:.1f} ms, errors {errors}{note}"
+        )
         self.runs.append(result)
         return result
 
     def check(self, workers):
-        """Every server answers the benchmark's requests alike (and correctly) before we time them."""
+        """Every server answers the benchmark's requests alike (and correctly) before we time them;
+        the reference build answers them exactly like ours (same_answers)."""
         import dbtools
 
-        reference = None
-        for kind in SERVERS:
+        expected, answers = None, {}
+        for kind in self.args.servers:
             dbtools.connect(self.database_url)
-            (_, refresh_token), = dbtools.mint_pairs(self.settings, self.client_id, 1)
-            (_, key, secret), = dbtools.provision_clients(self.settings, 1, f"check-{kind}", [CLIENT_NETWORK])
+            ((_, refresh_token),) = dbtools.mint_pairs(self.settings, self.client_id, 1)
+            ((_, key, secret),) = dbtools.provision_clients(self.settings, 1, f"check-{kind}", [CLIENT_NETWORK])
             dbtools.disconnect()
+            answers[kind] = []
             with Server(self.ws, kind, workers, self.database_url) as server:
-                u = server.url
-                status, headers, currencies = http("GET", u + "/api/v1/currencies", token=self.access_token)
-                expect(status == 200 and isinstance(currencies, list) and currencies, kind, "GET currencies", status, currencies)
-                expect("x-request-id" in headers and headers.get("cache-control", "").startswith("private"),
-                       kind, "reference headers", status, headers)
-                reference = reference if reference is not None else currencies
-                expect(currencies == reference, kind, "the same currency list as octopus-cards", status, currencies[:2])
-                status, _, one = http("GET", u + "/api/v1/currencies/1", token=self.access_token)
-                expect(status == 200 and one == reference[0], kind, "GET currencies/1", status, one)
-                status, headers, body = http("POST", u + "/auth/login", {"username": self.api_key, "password": self.secret})
-                expect(status == 200 and body["data"]["client_id"] == self.client_id and headers.get("cache-control") == "no-store",
-                       kind, "login", status, body)
-                status, _, body = http("POST", u + "/auth/refresh", {"refresh_token": refresh_token})
-                expect(status == 200 and set(body["data"]) == {"access_token", "refresh_token", "access_expires_at",
-                                                              "refresh_expires_at", "client_id"}, kind, "refresh", status, body)
-                status, _, body = http("POST", u + "/auth/refresh", {"refresh_token": refresh_token})
+                ask = recording(answers[kind], server.url)
+                status, headers, currencies = ask("GET", "/api/v1/currencies", token=self.access_token)
+                expect(
+                    status == 200 and isinstance(currencies, list) and currencies,
+                    kind,
+                    "GET currencies",
+                    status,
+                    currencies,
+                )
+                expect(
+                    "x-request-id" in headers and headers.get("cache-control", "").startswith("private"),
+                    kind,
+                    "reference headers",
+                    status,
+                    headers,
+                )
+                expected = expected if expected is not None else currencies
+                expect(currencies == expected, kind, "the same currency list as octopus-cards", status, currencies[:2])
+                status, _, one = ask("GET", "/api/v1/currencies/1", token=self.access_token)
+                expect(status == 200 and one == expected[0], kind, "GET currencies/1", status, one)
+                status, headers, body = ask("POST", "/auth/login", {"username": self.api_key, "password": self.secret})
+                expect(
+                    status == 200
+                    and body["data"]["client_id"] == self.client_id
+                    and headers.get("cache-control") == "no-store",
+                    kind,
+                    "login",
+                    status,
+                    body,
+                )
+                status, _, body = ask("POST", "/auth/refresh", {"refresh_token": refresh_token})
+                expect(
+                    status == 200
+                    and set(body["data"])
+                    == {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at", "client_id"},
+                    kind,
+                    "refresh",
+                    status,
+                    body,
+                )
+                status, _, body = ask("POST", "/auth/refresh", {"refresh_token": refresh_token})
                 expect(status == 401, kind, "refresh reuse refused", status, body)
-                status, _, body = http("POST", u + "/auth/login", {"username": key, "password": secret})
+                status, _, body = ask("POST", "/auth/login", {"username": key, "password": secret})
                 token = body["data"]["access_token"]
-                status, _, body = http("POST", u + "/auth/logout", token=token)
-                expect(status == 200 and body == {"success": True, "data": {"message": "Successfully logged out"}},
-                       kind, "logout", status, body)
-                status, _, body = http("GET", u + "/api/v1/currencies/1", token=token)
+                status, _, body = ask("POST", "/auth/logout", token=token)
+                expect(
+                    status == 200 and body == {"success": True, "data": {"message": "Successfully logged out"}},
+                    kind,
+                    "logout",
+                    status,
+                    body,
+                )
+                status, _, body = ask("GET", "/api/v1/currencies/1", token=token)
                 expect(status == 401, kind, "token refused after logout", status, body)
+            if kind == "reference":
+                same_answers(answers["octopus"], answers["reference"])
             log(f"  {kind}: answers match")
 
     def run(self):
@@ -481,14 +597,76 @@ class Bench:
         per_round = self.args.seconds / self.args.rounds
         if per_round < 1 or per_round != int(per_round):
             raise BenchError("--seconds / --rounds must be a whole number of seconds (wrk's unit)")
-        log(f"checking the three servers (workers={self.args.workers[0]})")
+        log(f"checking the {COUNTS[len(self.args.servers)]} servers (workers={self.args.workers[0]})")
         self.check(self.args.workers[0])
         for scenario in scenarios:
             log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}")
             for round_index in range(1, self.args.rounds + 1):
                 for workers in self.args.workers:
-                    for kind in SERVERS:
+                    for kind in round_order(self.args.servers, round_index):
                         self.measure(scenario, kind, workers, round_index, int(per_round))
+
+
+def round_order(servers, round_index):
+    """The servers of one round. octopus-cards and its reference take turns going first, so that
+    over an even number of rounds neither always meets the database (whose token table each run
+    grows) or the machine in the same state."""
+    if round_index % 2 == 0 and "reference" in servers:
+        servers = tuple({"octopus": "reference", "reference": "octopus"}.get(s, s) for s in servers)
+    return servers
+
+
+def applied_migrations(database_url):
+    """The names in the migration history (playhouse's Runner: the schema_migration table)."""
+    import dbtools
+
+    dbtools.connect(database_url)
+    try:
+        with dbtools.db.connection_context():
+            return {name for (name,) in dbtools.db.execute_sql('SELECT name FROM "schema_migration"')}
+    finally:
+        dbtools.disconnect()
+
+
+# What differs between two correct answers to the same request: fresh tokens and their expiry, the
+# per-kind check client, request ids.
+VARYING = {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at", "client_id", "request_id"}
+ANSWER_HEADERS = ("content-type", "cache-control", "www-authenticate")
+
+
+def recording(seen, base_url):
+    """http() to one server, each answer also kept (fingerprinted) in `seen` for same_answers."""
+
+    def ask(method, path, body=None, token=None):
+        answer = http(method, base_url + path, body, token=token)
+        seen.append((f"{method} {path}", *fingerprint(*answer)))
+        return answer
+
+    return ask
+
+
+def fingerprint(status, headers, body):
+    """An answer minus what varies from one request to the next."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: "<varies>" if k in VARYING else strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return status, {name: headers.get(name) for name in ANSWER_HEADERS}, strip(body)
+
+
+def same_answers(ours, theirs):
+    """The reference build must answer the check's requests exactly as ours does: a benchmark of a
+    build that answers differently compares different work."""
+    for mine, other in zip(ours, theirs, strict=True):
+        if mine != other:
+            raise BenchError(
+                f"reference: {other[0]} answered differently from octopus-cards:\n"
+                f"  octopus:   {str(mine[1:])[:500]}\n  reference: {str(other[1:])[:500]}"
+            )
 
 
 def expect(condition, kind, what, status, detail):
@@ -497,6 +675,7 @@ def expect(condition, kind, what, status, detail):
 
 
 # -- summaries ------------------------------------------------------------------------------------
+
 
 def summarise(runs):
     groups = {}
@@ -513,17 +692,26 @@ def summarise(runs):
                 errors[name] = errors.get(name, 0) + count
         exhausted = sum(r.get("exhausted_threads", 0) for r in group)
         samples = sum(c for _, c in histogram)
-        rows.append({
-            "scenario": scenario, "server": server, "workers": workers, "rounds": len(group),
-            "requests": requests, "duration_s": round(duration, 3), "rps": requests / duration,
-            "rps_per_round": [round(r["rps"], 1) for r in group],
-            "p50_ms": percentile(histogram, 50) / 1000, "p90_ms": percentile(histogram, 90) / 1000,
-            "p99_ms": percentile(histogram, 99) / 1000,
-            "mean_ms": sum(v * c for v, c in histogram) / samples / 1000 if samples else float("nan"),
-            "max_ms": max(r["latency_max_us"] for r in group) / 1000,
-            "errors": errors, "error_count": sum(errors.values()),
-            "valid": sum(errors.values()) == 0 and not exhausted,
-        })
+        rows.append(
+            {
+                "scenario": scenario,
+                "server": server,
+                "workers": workers,
+                "rounds": len(group),
+                "requests": requests,
+                "duration_s": round(duration, 3),
+                "rps": requests / duration,
+                "rps_per_round": [round(r["rps"], 1) for r in group],
+                "p50_ms": percentile(histogram, 50) / 1000,
+                "p90_ms": percentile(histogram, 90) / 1000,
+                "p99_ms": percentile(histogram, 99) / 1000,
+                "mean_ms": sum(v * c for v, c in histogram) / samples / 1000 if samples else float("nan"),
+                "max_ms": max(r["latency_max_us"] for r in group) / 1000,
+                "errors": errors,
+                "error_count": sum(errors.values()),
+                "valid": sum(errors.values()) == 0 and not exhausted,
+            }
+        )
     return rows
 
 
@@ -540,7 +728,7 @@ def compute_ratios(rows, scenarios, workers_list):
         for workers in workers_list:
             octo = find(rows, scenario, "octopus", workers)
             entry = {"scenario": scenario, "workers": workers}
-            for base in ("fastapi", "starlette"):
+            for base in ("fastapi", "starlette", "reference"):
                 other = find(rows, scenario, base, workers)
                 if octo and other:
                     entry[f"vs_{base}"] = {
@@ -548,20 +736,36 @@ def compute_ratios(rows, scenarios, workers_list):
                         "p50": octo["p50_ms"] / other["p50_ms"],
                         "p99": octo["p99_ms"] / other["p99_ms"],
                     }
+                if octo and other and base == "reference":
+                    entry["vs_reference"].update(vs_reference(octo, other))
             ratios.append(entry)
     return ratios
 
 
-def compute_scaling(rows, scenarios, workers_list):
+def vs_reference(octo, ref):
+    """What shows a change did not slow the hot path: the rps ratio of each round (measured
+    minutes apart at most, so its spread is the noise), and the two p99s side by side."""
+    return {
+        "rps_per_round": [a / b for a, b in zip(octo["rps_per_round"], ref["rps_per_round"], strict=True)],
+        "rps_octopus": octo["rps"],
+        "rps_reference": ref["rps"],
+        "p99_ms_octopus": octo["p99_ms"],
+        "p99_ms_reference": ref["p99_ms"],
+    }
+
+
+def compute_scaling(rows, scenarios, workers_list, servers=SERVERS):
     if len(workers_list) < 2:
         return []
     low, high = min(workers_list), max(workers_list)
     out = []
     for scenario in scenarios:
-        for server in SERVERS:
+        for server in servers:
             a, b = find(rows, scenario, server, low), find(rows, scenario, server, high)
             if a and b:
-                out.append({"scenario": scenario, "server": server, "from": low, "to": high, "factor": b["rps"] / a["rps"]})
+                out.append(
+                    {"scenario": scenario, "server": server, "from": low, "to": high, "factor": b["rps"] / a["rps"]}
+                )
     return out
 
 
@@ -579,8 +783,12 @@ def evaluate_goals(rows, ratios, scaling, scale, workers_list):
     def goal(name, value, target, met, unit="×"):
         goals.append({"goal": name, "value": value, "target": target, "met": met, "unit": unit})
 
-    for scenario, base, target in (("get", "fastapi", 1.0), ("get", "starlette", 0.6), ("login", "fastapi", 1.0),
-                                   ("refresh", "fastapi", 1.0)):
+    for scenario, base, target in (
+        ("get", "fastapi", 1.0),
+        ("get", "starlette", 0.6),
+        ("login", "fastapi", 1.0),
+        ("refresh", "fastapi", 1.0),
+    ):
         value = ratio_of(ratios, scenario, w, base)
         if value is not None:
             goal(f"{scenario} rps vs {base} (workers={w})", value, f">= {target}", value >= target)
@@ -595,12 +803,20 @@ def evaluate_goals(rows, ratios, scaling, scale, workers_list):
             goal(f"auth GET p50, {rows_large:,} vs {rows_small:,} token rows (c={conc})", value, "<= 1.2", value <= 1.2)
         if scale.get("logout"):
             value = scale["logout"]["ratio"]
-            goal(f"logout time, {scale['logout']['large']:,} vs {scale['logout']['small']:,} outstanding tokens",
-                 value, "<= 1.2 (independent)", value <= 1.2)
+            goal(
+                f"logout time, {scale['logout']['large']:,} vs {scale['logout']['small']:,} outstanding tokens",
+                value,
+                "<= 1.2 (independent)",
+                value <= 1.2,
+            )
     for entry in scaling:
         if entry["server"] == "octopus":
-            goal(f"{entry['scenario']} rps, workers {entry['from']} -> {entry['to']} (octopus)", entry["factor"],
-                 "> 1 (report)", entry["factor"] > 1.0)
+            goal(
+                f"{entry['scenario']} rps, workers {entry['from']} -> {entry['to']} (octopus)",
+                entry["factor"],
+                "> 1 (report)",
+                entry["factor"] > 1.0,
+            )
     return goals
 
 
@@ -608,33 +824,46 @@ def fmt_ratio(value):
     return "—" if value is None else f"{value:.2f}×"
 
 
-def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list):
+def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list, servers=SERVERS):
+    with_reference = "reference" in servers  # without it, the tables are as they always were
     out = []
-    out.append(f"### octopus-cards benchmark — {meta['database']}, workers {','.join(map(str, workers_list))}, "
-               f"{meta['seconds']} s per scenario per server ({meta['rounds']} interleaved rounds), "
-               f"{CONNECTIONS} connections, workers pinned to CPUs: {meta['worker_cpus'] or 'no'}, {meta['timestamp']}")
+    out.append(
+        f"### octopus-cards benchmark — {meta['database']}, workers {','.join(map(str, workers_list))}, "
+        f"{meta['seconds']} s per scenario per server ({meta['rounds']} interleaved rounds), "
+        f"{CONNECTIONS} connections, workers pinned to CPUs: {meta['worker_cpus'] or 'no'}, {meta['timestamp']}"
+    )
     out.append("")
-    out.append("| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |")
-    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    out.append(
+        "| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |"
+        + (" rps vs reference |" if with_reference else "")
+    )
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if with_reference else ""))
     for scenario in scenarios:
         for workers in workers_list:
-            for server in SERVERS:
+            for server in servers:
                 row = find(rows, scenario, server, workers)
                 if not row:
                     continue
-                vs_f = vs_s = ""
+                vs_f = vs_s = vs_r = ""
                 if server == "octopus":
                     vs_f = fmt_ratio(ratio_of(ratios, scenario, workers, "fastapi"))
                     vs_s = fmt_ratio(ratio_of(ratios, scenario, workers, "starlette"))
+                    vs_r = fmt_ratio(ratio_of(ratios, scenario, workers, "reference"))
                 flag = "" if row["valid"] else " ⚠"
-                out.append(f"| {SCENARIOS[scenario]['title']} | {server} | {workers} | {row['rps']:.0f}{flag} | "
-                           f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |")
+                out.append(
+                    f"| {SCENARIOS[scenario]['title']} | {label(server)} | {workers} | {row['rps']:.0f}{flag} | "
+                    f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |"
+                    + (f" {vs_r} |" if with_reference else "")
+                )
+    if with_reference:
+        out.extend(reference_table(meta, ratios, scenarios, workers_list))
     if scaling:
         out.append("")
         out.append("| scenario | server | rps factor, workers " + f"{scaling[0]['from']} → {scaling[0]['to']} |")
         out.append("|---|---|---:|")
         for entry in scaling:
-            out.append(f"| {SCENARIOS[entry['scenario']]['title']} | {entry['server']} | {entry['factor']:.2f}× |")
+            title, server = SCENARIOS[entry["scenario"]]["title"], label(entry["server"])
+            out.append(f"| {title} | {server} | {entry['factor']:.2f}× |")
     if scale:
         out.append("")
         out.append(f"Scale probe (octopus-cards, {scale['endpoint']}):")
@@ -644,18 +873,23 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list)
         for conc in sorted(scale["get"]):
             for size in ("small", "large"):
                 row = scale["get"][conc][size]
-                out.append(f"| {row['token_rows']:,} | {conc} | {row['rps']:.0f} | {row['p50_ms']:.2f} | "
-                           f"{row['p99_ms']:.2f} | {row['mean_ms']:.2f} |")
+                out.append(
+                    f"| {row['token_rows']:,} | {conc} | {row['rps']:.0f} | {row['p50_ms']:.2f} | "
+                    f"{row['p99_ms']:.2f} | {row['mean_ms']:.2f} |"
+                )
         if scale.get("logout"):
             lo = scale["logout"]
             out.append("")
-            out.append(f"Logout (one request, median of {lo['repetitions']}, in the {lo['table_rows']:,}-row table): "
-                       f"{lo['small']:,} outstanding tokens {lo['small_ms']:.1f} ms, "
-                       f"{lo['large']:,} outstanding tokens {lo['large_ms']:.1f} ms ({lo['ratio']:.2f}×); "
-                       f"fastest of each: {lo['small_min_ms']:.1f} ms vs {lo['large_min_ms']:.1f} ms ({lo['ratio_min']:.2f}×). "
-                       f"The tokens are refused from the response on; their revoked_at (13.3), written after "
-                       f"the response, is in the table {lo['small_recorded_ms']:.1f} ms vs {lo['large_recorded_ms']:.1f} ms "
-                       f"after the request started (as seen by polling the table)")
+            out.append(
+                f"Logout (one request, median of {lo['repetitions']}, in the {lo['table_rows']:,}-row table): "
+                f"{lo['small']:,} outstanding tokens {lo['small_ms']:.1f} ms, "
+                f"{lo['large']:,} outstanding tokens {lo['large_ms']:.1f} ms ({lo['ratio']:.2f}×); "
+                f"fastest of each: {lo['small_min_ms']:.1f} ms vs {lo['large_min_ms']:.1f} ms "
+                f"({lo['ratio_min']:.2f}×). "
+                f"The tokens are refused from the response on; their revoked_at (13.3), written after "
+                f"the response, is in the table {lo['small_recorded_ms']:.1f} ms vs {lo['large_recorded_ms']:.1f} ms "
+                f"after the request started (as seen by polling the table)"
+            )
     if goals:
         out.append("")
         out.append("| goal | measured | target | met |")
@@ -666,7 +900,31 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list)
     return "\n".join(out)
 
 
-def chart(path, meta, rows, scale, scenarios, workers_list):
+def reference_table(meta, ratios, scenarios, workers_list):
+    out = [
+        "",
+        f"octopus-cards vs the reference build ({meta['reference_octopus']}), measured interleaved:",
+        "",
+        "| scenario | w | rps octopus | rps reference | octopus / reference | per round | "
+        "p99 ms octopus | p99 ms reference |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for scenario in scenarios:
+        for workers in workers_list:
+            entry = next((e for e in ratios if (e["scenario"], e["workers"]) == (scenario, workers)), {})
+            vs = entry.get("vs_reference")
+            if not vs:
+                continue
+            rounds = ", ".join(f"{r:.3f}" for r in vs["rps_per_round"])
+            out.append(
+                f"| {SCENARIOS[scenario]['title']} | {workers} | {vs['rps_octopus']:.0f} | "
+                f"{vs['rps_reference']:.0f} | {vs['rps']:.3f}× | {rounds} | "
+                f"{vs['p99_ms_octopus']:.1f} | {vs['p99_ms_reference']:.1f} |"
+            )
+    return out
+
+
+def chart(path, meta, rows, scale, scenarios, workers_list, servers=SERVERS):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -675,30 +933,45 @@ def chart(path, meta, rows, scale, scenarios, workers_list):
     panels = (2 if scenarios else 0) + (1 if scale else 0)
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.2), squeeze=False)
     axes = list(axes[0])
-    colours = {"octopus": "#2b6cb0", "fastapi": "#38a169", "starlette": "#a0aec0"}
-    targets = [(server, w) for w in workers_list for server in SERVERS]
+    colours = {"octopus": "#2b6cb0", "reference": "#90cdf4", "fastapi": "#38a169", "starlette": "#a0aec0"}
+    targets = [(server, w) for w in workers_list for server in servers]
     width = 0.8 / len(targets)
-    pairs = ((axes[0], "rps", "requests/s (higher is better)"), (axes[1], "p99_ms", "p99 latency, ms (lower is better)")) if scenarios else ()
-    for ax, metric, label in pairs:
+    pairs = (
+        ((axes[0], "rps", "requests/s (higher is better)"), (axes[1], "p99_ms", "p99 latency, ms (lower is better)"))
+        if scenarios
+        else ()
+    )
+    for ax, metric, axis_label in pairs:
         for i, (server, w) in enumerate(targets):
             values = [(find(rows, s, server, w) or {}).get(metric, 0) for s in scenarios]
             xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(scenarios))]
             hatch = "//" if w != workers_list[0] else None
-            bars = ax.bar(xs, values, width, label=f"{server}" + (f" ×{w}" if len(workers_list) > 1 else ""),
-                          color=colours[server], hatch=hatch, edgecolor="white")
+            bars = ax.bar(
+                xs,
+                values,
+                width,
+                label=label(server) + (f" ×{w}" if len(workers_list) > 1 else ""),
+                color=colours[server],
+                hatch=hatch,
+                edgecolor="white",
+            )
             if metric == "rps" and server == "octopus":
-                for x, s, bar in zip(xs, scenarios, bars):
-                    base = find(rows, s, "fastapi", w)
-                    if base:
-                        ax.annotate(f"{bar.get_height() / base['rps']:.2f}×F", (x, bar.get_height()),
-                                    ha="center", va="bottom", fontsize=7)
+                for x, s, bar in zip(xs, scenarios, bars, strict=True):
+                    base, ref = find(rows, s, "fastapi", w), find(rows, s, "reference", w)
+                    notes = [f"{bar.get_height() / base['rps']:.2f}×F"] if base else []
+                    notes += [f"{bar.get_height() / ref['rps']:.3f}×R"] if ref else []
+                    if notes:
+                        ax.annotate("\n".join(notes), (x, bar.get_height()), ha="center", va="bottom", fontsize=7)
+        if metric == "rps" and "reference" in servers:  # room for the two-line notes above the bars
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.08)
         ax.set_xticks(range(len(scenarios)))
         ax.set_xticklabels([SCENARIOS[s]["title"].replace(" /", "\n/", 1) for s in scenarios], fontsize=7)
-        ax.set_ylabel(label)
+        ax.set_ylabel(axis_label)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     if scenarios:
-        axes[0].set_title("throughput (×F = octopus / FastAPI)")
+        reference_note = ", ×R = octopus / reference" if "reference" in servers else ""
+        axes[0].set_title(f"throughput (×F = octopus / FastAPI{reference_note})")
         axes[1].set_title("tail latency")
     if scale:
         ax = axes[-1]
@@ -710,7 +983,9 @@ def chart(path, meta, rows, scale, scenarios, workers_list):
                 values.append(large[metric] / small[metric])
         if scale.get("logout"):
             lo = scale["logout"]
-            labels.append(f"logout, {lo['small']:,} → {lo['large']:,}\ntokens: {lo['small_ms']:.1f} → {lo['large_ms']:.1f} ms")
+            labels.append(
+                f"logout, {lo['small']:,} → {lo['large']:,}\ntokens: {lo['small_ms']:.1f} → {lo['large_ms']:.1f} ms"
+            )
             values.append(lo["ratio"])
         colours_scale = ["#2b6cb0" if v <= 1.2 else "#c53030" for v in values]
         ax.bar(range(len(values)), values, color=colours_scale)
@@ -733,6 +1008,7 @@ def chart(path, meta, rows, scale, scenarios, workers_list):
 
 
 # -- the scale probe ----------------------------------------------------------------------------------
+
 
 class ScaleProbe:
     ENDPOINT = "/api/v1/currencies/1"
@@ -770,11 +1046,16 @@ class ScaleProbe:
                     env = {"BENCH_PATH": self.ENDPOINT, "BENCH_TOKEN": d["token"]}
                     with Server(self.ws, "octopus", 1, d["url"], label=f"scale-{size}") as server:
                         run_wrk(self.ws, server.url, "get.lua", self.args.warmup, 1, env, connections=conc, tag="warm")
-                        result = run_wrk(self.ws, server.url, "get.lua", per_round, 1, env, connections=conc, tag="scale")
+                        result = run_wrk(
+                            self.ws, server.url, "get.lua", per_round, 1, env, connections=conc, tag="scale"
+                        )
                     result.update(size=size, connections=conc, round=round_index, token_rows=d["rows"])
                     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-                    log(f"  GET c={conc:<2} {d['rows']:>9,} rows r{round_index}: {result['rps']:7.1f} rps, "
-                        f"p50 {percentile(result['histogram'], 50) / 1000:.2f} ms, errors {sum(result['errors'].values())}")
+                    log(
+                        f"  GET c={conc:<2} {d['rows']:>9,} rows r{round_index}: {result['rps']:7.1f} rps, "
+                        f"p50 {percentile(result['histogram'], 50) / 1000:.2f} ms, "
+                        f"errors {sum(result['errors'].values())}"
+                    )
                     runs.append(result)
         get = {}
         for conc in (1, CONNECTIONS):
@@ -787,7 +1068,8 @@ class ScaleProbe:
                     "token_rows": dbs[size]["rows"],
                     "requests": sum(r["requests"] for r in group),
                     "rps": sum(r["requests"] for r in group) / (sum(r["duration_us"] for r in group) / 1e6),
-                    "p50_ms": percentile(histogram, 50) / 1000, "p99_ms": percentile(histogram, 99) / 1000,
+                    "p50_ms": percentile(histogram, 50) / 1000,
+                    "p99_ms": percentile(histogram, 99) / 1000,
                     "mean_ms": sum(v * c for v, c in histogram) / samples / 1000,
                     "errors": sum(sum(r["errors"].values()) for r in group),
                 }
@@ -808,7 +1090,7 @@ class ScaleProbe:
         reps = self.args.logout_reps
         dbtools.connect(d["url"])
         clients = {}
-        (_, warm_key, warm_secret), = dbtools.provision_clients(d["settings"], 1, "logout-warm", [CLIENT_NETWORK])
+        ((_, warm_key, warm_secret),) = dbtools.provision_clients(d["settings"], 1, "logout-warm", [CLIENT_NETWORK])
         for size in (small, large):
             clients[size] = dbtools.provision_clients(d["settings"], reps, f"logout-{size}", [CLIENT_NETWORK])
             for client_id, _, _ in clients[size]:
@@ -819,7 +1101,9 @@ class ScaleProbe:
         timings, recorded = {small: [], large: []}, {small: [], large: []}
         with Server(self.ws, "octopus", 1, d["url"], label="scale-logout") as server:
             for _ in range(3):  # untimed: the first requests of a fresh process are slower
-                status, _, body = http("POST", server.url + "/auth/login", {"username": warm_key, "password": warm_secret})
+                status, _, body = http(
+                    "POST", server.url + "/auth/login", {"username": warm_key, "password": warm_secret}
+                )
                 expect(status == 200, "octopus", "login before logout", status, body)
                 http("POST", server.url + "/auth/logout", token=body["data"]["access_token"])
             for rep in range(reps):
@@ -839,28 +1123,49 @@ class ScaleProbe:
                         time.sleep(0.001)
                     recorded[size].append((time.perf_counter() - started) * 1000)
                     timings[size].append(elapsed)
-                    log(f"  logout with {size + 2:>6,} outstanding tokens: {elapsed:7.1f} ms, "
-                        f"revoked_at recorded after {recorded[size][-1]:7.1f} ms")
+                    log(
+                        f"  logout with {size + 2:>6,} outstanding tokens: {elapsed:7.1f} ms, "
+                        f"revoked_at recorded after {recorded[size][-1]:7.1f} ms"
+                    )
         dbtools.disconnect()
         small_ms, large_ms = statistics.median(timings[small]), statistics.median(timings[large])
-        return {"small": small, "large": large, "repetitions": reps, "table_rows": rows,
-                "small_ms": small_ms, "large_ms": large_ms, "ratio": large_ms / small_ms,
-                "small_min_ms": min(timings[small]), "large_min_ms": min(timings[large]),
-                "ratio_min": min(timings[large]) / min(timings[small]),
-                "small_recorded_ms": statistics.median(recorded[small]),
-                "large_recorded_ms": statistics.median(recorded[large]),
-                "timings_ms": {str(k): v for k, v in timings.items()},
-                "recorded_ms": {str(k): v for k, v in recorded.items()}}
+        return {
+            "small": small,
+            "large": large,
+            "repetitions": reps,
+            "table_rows": rows,
+            "small_ms": small_ms,
+            "large_ms": large_ms,
+            "ratio": large_ms / small_ms,
+            "small_min_ms": min(timings[small]),
+            "large_min_ms": min(timings[large]),
+            "ratio_min": min(timings[large]) / min(timings[small]),
+            "small_recorded_ms": statistics.median(recorded[small]),
+            "large_recorded_ms": statistics.median(recorded[large]),
+            "timings_ms": {str(k): v for k, v in timings.items()},
+            "recorded_ms": {str(k): v for k, v in recorded.items()},
+        }
 
 
 # -- main ---------------------------------------------------------------------------------------------
+
 
 def versions():
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in ("connexion", "starlette", "fastapi", "pydantic", "uvicorn", "uvloop", "httptools", "peewee",
-                 "pyjwt", "psycopg2-binary"):
+    for name in (
+        "connexion",
+        "starlette",
+        "fastapi",
+        "pydantic",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "peewee",
+        "pyjwt",
+        "psycopg2-binary",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -879,26 +1184,58 @@ def git_state():
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=None,
-                        help="seconds of measurement per scenario per server (default 10; --smoke 2)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds the seconds are split into (default 2; --smoke 1)")
-    parser.add_argument("--warmup", type=int, default=None, help="seconds of warm-up before each measurement (default 2; --smoke 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=None,
+        help="seconds of measurement per scenario per server (default 10; --smoke 2)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds the seconds are split into (default 2; --smoke 1)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="seconds of warm-up before each measurement (default 2; --smoke 1)"
+    )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", default="1", help="worker processes per server, or a list to compare: 1,2")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}"
+    )
     parser.add_argument("--scale", action="store_true", help="also run the scale probe")
     parser.add_argument("--scale-only", action="store_true", help="run only the scale probe")
-    parser.add_argument("--scale-rows", default=None, help="small,large token rows (default 1000,1000000; --smoke 1000,20000)")
-    parser.add_argument("--logout-tokens", default=None, help="small,large outstanding tokens (default 100,10000; --smoke 100,1000)")
+    parser.add_argument(
+        "--scale-rows", default=None, help="small,large token rows (default 1000,1000000; --smoke 1000,20000)"
+    )
+    parser.add_argument(
+        "--logout-tokens", default=None, help="small,large outstanding tokens (default 100,10000; --smoke 100,1000)"
+    )
     parser.add_argument("--logout-reps", type=int, default=None, help="logouts per size (default 9; --smoke 2)")
-    parser.add_argument("--smoke", action="store_true", help="a quick run: 2 s per scenario per server, small scale probe")
-    parser.add_argument("--worker-cpus", default="auto",
-                        help="OCTOPUS_WORKER_CPUS of all three servers: each worker pinned to a CPU (default auto; "
-                             "'' leaves them to the scheduler)")
-    parser.add_argument("--octopus-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="an extra setting for octopus-cards only (repeatable)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a quick run: 2 s per scenario per server, small scale probe"
+    )
+    parser.add_argument(
+        "--worker-cpus",
+        default="auto",
+        help="OCTOPUS_WORKER_CPUS of every server: each worker pinned to a CPU (default auto; "
+        "'' leaves them to the scheduler)",
+    )
+    parser.add_argument(
+        "--octopus-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for octopus-cards only (and its reference build; repeatable)",
+    )
+    parser.add_argument(
+        "--reference-octopus",
+        default=None,
+        metavar="PATH",
+        help="the octopus-cards console script of another installation (e.g. the previous main's "
+        "virtualenv): measured interleaved as a fourth server, `reference`, and compared",
+    )
     parser.add_argument("--output", default=str(RESULTS), help="directory for the JSON and PNG (default bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (databases, server logs)")
     args = parser.parse_args(argv)
@@ -926,6 +1263,12 @@ def parse_args(argv=None):
             parser.error(f"--octopus-env takes OCTOPUS_NAME=VALUE, not {item!r}")
         env[name] = value
     args.octopus_env = env
+    if args.reference_octopus:
+        # absolute: servers start in the temp dir
+        args.reference_octopus = os.path.abspath(os.path.expanduser(args.reference_octopus))
+        if not (os.path.isfile(args.reference_octopus) and os.access(args.reference_octopus, os.X_OK)):
+            parser.error(f"--reference-octopus: {args.reference_octopus} is not an executable file")
+    args.servers = REFERENCE_SERVERS if args.reference_octopus else SERVERS
     args.scale = args.scale or args.scale_only
     return args
 
@@ -937,18 +1280,35 @@ def main(argv=None):
         return 2
     signal.signal(signal.SIGTERM, on_sigterm)
     started = time.monotonic()
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     ws = Workspace(args)
     try:
         meta = {
-            "timestamp": timestamp, "database": args.database, "workers": args.workers, "seconds": args.seconds,
-            "rounds": args.rounds, "warmup": args.warmup, "connections": CONNECTIONS, "smoke": args.smoke, "worker_cpus": args.worker_cpus,
-            "octopus_env": args.octopus_env, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "versions": versions(), "git": git_state(), "loadavg_start": os.getloadavg(),
+            "timestamp": timestamp,
+            "database": args.database,
+            "workers": args.workers,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "connections": CONNECTIONS,
+            "smoke": args.smoke,
+            "worker_cpus": args.worker_cpus,
+            "octopus_env": args.octopus_env,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "versions": versions(),
+            "git": git_state(),
+            "loadavg_start": os.getloadavg(),
         }
+        if args.reference_octopus:
+            meta["reference_octopus"] = args.reference_octopus
+            if os.path.samefile(args.reference_octopus, octopus_executable()):
+                log("warning: --reference-octopus is this environment's octopus-cards: an A/A run (the noise)")
         if os.getloadavg()[0] > 1.0:
-            log(f"warning: the machine is busy (load average {os.getloadavg()[0]:.1f}); ratios are measured "
-                "interleaved, but expect noise")
+            log(
+                f"warning: the machine is busy (load average {os.getloadavg()[0]:.1f}); ratios are measured "
+                "interleaved, but expect noise"
+            )
         rows, ratios, scaling, runs = [], [], [], []
         scenarios = [] if args.scale_only else args.scenarios
         if scenarios:
@@ -958,21 +1318,29 @@ def main(argv=None):
             runs = bench.runs
             rows = summarise(runs)
             ratios = compute_ratios(rows, scenarios, args.workers)
-            scaling = compute_scaling(rows, scenarios, args.workers)
+            scaling = compute_scaling(rows, scenarios, args.workers, args.servers)
         scale = ScaleProbe(ws, args).run() if args.scale else None
         goals = evaluate_goals(rows, ratios, scaling, scale, args.workers)
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
         meta["loadavg_end"] = os.getloadavg()
-        table = markdown(meta, rows, ratios, scaling, scale, goals, scenarios, args.workers)
+        table = markdown(meta, rows, ratios, scaling, scale, goals, scenarios, args.workers, args.servers)
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         stem = output / f"{timestamp}-{args.database}"
         for run in runs:
             run["histogram_points"] = len(run.pop("histogram"))
-        data = {"meta": meta, "summary": rows, "ratios": ratios, "scaling": scaling, "scale": scale,
-                "goals": goals, "runs": runs, "table_markdown": table}
+        data = {
+            "meta": meta,
+            "summary": rows,
+            "ratios": ratios,
+            "scaling": scaling,
+            "scale": scale,
+            "goals": goals,
+            "runs": runs,
+            "table_markdown": table,
+        }
         stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-        chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers)
+        chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers, args.servers)
         print(table)
         print()
         print(f"results: {stem.with_suffix('.json')}\nchart:   {stem.with_suffix('.png')}")
