@@ -2,10 +2,12 @@
 
 from octopus_cards.models.base import connect, db, migrate, write_txn
 from octopus_cards.models.clients import FEATURES, Client, ClientFeature, ClientIpAllow
+from octopus_cards.models.events import Event
 from octopus_cards.models.maintenance import prune
 from octopus_cards.models.ratelimit import RateLimitHit
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
 from octopus_cards.models.tokens import Token, TokenFamily, TokenState
+from octopus_cards.models.wallets import ExchangeRate, Transaction, Wallet
 
 __all__ = [
     "FEATURES",
@@ -15,11 +17,15 @@ __all__ = [
     "ClientIpAllow",
     "Country",
     "Currency",
+    "Event",
+    "ExchangeRate",
     "RateLimitHit",
     "Subcategory",
     "Token",
     "TokenFamily",
     "TokenState",
+    "Transaction",
+    "Wallet",
     "connect",
     "db",
     "migrate",

@@ -17,6 +17,7 @@ from octopus_cards.models.base import BaseModel, Prepared, db, utcnow
 from octopus_cards.models.reference_data import Currency
 
 FEATURES = ("vouchers", "topups", "esim")
+BULK_LIMIT_RANGE = (1, 5000)
 
 API_KEY_PREFIX = "ock_"
 
@@ -43,7 +44,9 @@ class Client(BaseModel):
     token_generation = IntegerField(default=0)
 
     @classmethod
-    def provision(cls, pepper, name, networks=(), features=(), api_key=None, secret=None):
+    def provision(
+        cls, pepper, name, networks=(), features=(), api_key=None, secret=None, default_currency=None, bulk_limit=100
+    ):
         """Create a client; returns it with its secret, which is shown once and never stored.
 
         The key and secret are generated unless given (the bootstrap client of a CI sandbox).
@@ -54,6 +57,8 @@ class Client(BaseModel):
                 name=name,
                 api_key=api_key or API_KEY_PREFIX + secrets.token_hex(16),
                 secret_hash=hash_secret(pepper, secret),
+                default_currency=default_currency,
+                bulk_limit=bulk_limit,
             )
             for network in networks:
                 client.allow_network(network)
@@ -99,6 +104,18 @@ class Client(BaseModel):
         if matches and rows[0][2]:
             return rows[0][0], tuple(row[3] for row in rows if row[3] is not None)
         return None
+
+    def configure(self, default_currency=None, bulk_limit=None):
+        """Change the default currency (a Currency) and the bulk limit; None leaves one as it is."""
+        if default_currency is not None:
+            self.default_currency = default_currency
+        if bulk_limit is not None:
+            self.bulk_limit = bulk_limit
+        self.save(only=[Client.default_currency, Client.bulk_limit])
+
+    @property
+    def default_currency_code(self):
+        return None if self.default_currency_id is None else Currency.get_by_id(self.default_currency_id).currency
 
     def set_active(self, active):
         self.is_active = active

@@ -20,3 +20,21 @@ class NoWalletForCurrency(DomainError):
 
 class CurrencyNotConvertible(DomainError):
     """The wallet's currency differs from the product's and no exchange rate joins them."""
+
+
+class InsufficientBalance(DomainError):
+    """A PREPAID wallet holds less than the debit (or a POSTPAID one would pass its floor)."""
+
+    def __init__(self):
+        super().__init__("Insufficient wallet balance")
+
+
+class BalanceLimitExceeded(DomainError):
+    """A credit would take the balance past the largest amount a wallet can hold."""
+
+    def __init__(self, limit):
+        super().__init__(f"the balance would exceed {limit}")
+
+
+class Refused(DomainError):
+    """An operator's request the domain will not carry out; the message says why, in one line."""

@@ -14,12 +14,13 @@ def money(value):
     if isinstance(value, float):
         raise TypeError("money is never a float")
     try:
-        amount = Decimal(value)
+        # Quantizing fails for values too large to hold 4 places in 28 digits.
+        amount = Decimal(value).quantize(PLACES, rounding=ROUND_HALF_UP) + 0  # + 0 turns -0 into 0
     except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
-    if not amount.is_finite():
+        amount = None
+    if amount is None or not amount.is_finite():
         raise ValueError(f"not an amount: {value!r}")
-    return amount.quantize(PLACES, rounding=ROUND_HALF_UP) + 0  # + 0 turns -0 into 0
+    return amount
 
 
 def in_units(amount, precision):

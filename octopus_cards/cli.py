@@ -1,4 +1,4 @@
-"""The operator's command line: `octopus-cards migrate | serve | client ...`."""
+"""The operator's command line (contract 16): `octopus-cards migrate | serve | client | wallet | fx ...`."""
 
 import argparse
 import copy
@@ -9,17 +9,32 @@ import os
 import shutil
 import sys
 import tempfile
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from peewee import DatabaseError
 
 from octopus_cards import models
-from octopus_cards.models import FEATURES, Client
+from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet
+from octopus_cards.models.clients import BULK_LIMIT_RANGE
+from octopus_cards.models.encoding import dumps
+from octopus_cards.models.exceptions import DomainError
+from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
 from octopus_cards.settings import Settings, SettingsError, parse_network
+
+MAX_ID = 2**31 - 1
 
 
 class CliError(Exception):
     """A one-line message for the operator; exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """Refused arguments are one line on stderr, like every other refusal (contract 15.1, item 38)."""
+
+    def error(self, message):
+        print(f"octopus-cards: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def network_arg(text):
@@ -35,14 +50,45 @@ def feature_arg(text):
     return text
 
 
-def client_id_arg(text):
-    if not text.isdigit() or not 1 <= int(text) <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"invalid client id: {text!r}")
+def id_arg(thing):
+    def parse(text):
+        if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+            raise argparse.ArgumentTypeError(f"invalid {thing} id: {text!r}")
+        return int(text)
+
+    return parse
+
+
+client_id_arg = id_arg("client")
+wallet_id_arg = id_arg("wallet")
+
+
+def bulk_limit_arg(text):
+    low, high = BULK_LIMIT_RANGE
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise argparse.ArgumentTypeError(f"invalid bulk limit {text!r}: a whole number from {low} to {high}")
     return int(text)
 
 
+def amount_arg(text):
+    """A positive amount with at most 4 decimals, as written (never through a float)."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0 or -amount.as_tuple().exponent > 4:
+        raise argparse.ArgumentTypeError(f"invalid amount {text!r}: a number above 0 with at most 4 decimals")
+    return amount
+
+
+def wallet_type_arg(text):
+    if text not in WALLET_TYPES:
+        raise argparse.ArgumentTypeError(f"invalid wallet type {text!r} (choose from {', '.join(WALLET_TYPES)})")
+    return text
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="octopus-cards", description="Octopus Cards API server and operator tools.")
+    parser = Parser(prog="octopus-cards", description="Octopus Cards API server and operator tools.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("migrate", help="apply pending database migrations")
@@ -78,10 +124,23 @@ def build_parser():
         metavar="F",
         help=f"enable a feature (repeatable): {', '.join(FEATURES)}",
     )
+    create.add_argument("--default-currency", metavar="CUR", help="the currency whose wallet pays when none matches")
+    create.add_argument(
+        "--bulk-limit",
+        type=bulk_limit_arg,
+        default=100,
+        metavar="N",
+        help="the largest voucher quantity per order, 1-5000 (default 100)",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
 
     listing = client.add_parser("list", help="list clients")
     listing.add_argument("--json", action="store_true", help="print JSON")
+
+    configure = client.add_parser("set", help="change a client's default currency or bulk limit")
+    configure.add_argument("id", type=client_id_arg)
+    configure.add_argument("--default-currency", metavar="CUR")
+    configure.add_argument("--bulk-limit", type=bulk_limit_arg, metavar="N")
 
     for action, help_text in (("allow-ip", "add a CIDR to the allowlist"), ("remove-ip", "remove a CIDR")):
         sub = client.add_parser(action, help=help_text)
@@ -98,6 +157,36 @@ def build_parser():
 
     for action, help_text in (("deactivate", "refuse the client's logins and tokens"), ("activate", "re-enable")):
         client.add_parser(action, help=help_text).add_argument("id", type=client_id_arg)
+
+    wallet = commands.add_parser("wallet", help="manage wallets and move money").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    opened = wallet.add_parser("create", help="open an empty wallet for a client (one per currency)")
+    opened.add_argument("client_id", type=client_id_arg)
+    opened.add_argument("currency")
+    opened.add_argument("--type", type=wallet_type_arg, default="PREPAID", help="PREPAID (default) or POSTPAID")
+    opened.add_argument("--json", action="store_true", help="print JSON")
+    wallets = wallet.add_parser("list", help="list wallets, newest first")
+    wallets.add_argument("--client", type=client_id_arg, metavar="ID")
+    wallets.add_argument("--json", action="store_true", help="print JSON")
+    for action, kind in (("credit", "Operator credit"), ("debit", "Operator debit")):
+        move = wallet.add_parser(action, help=f"{action} a wallet: one transaction and its event")
+        move.add_argument("wallet_id", type=wallet_id_arg)
+        move.add_argument("amount", type=amount_arg)
+        move.add_argument("--note", default=kind, help=f"ends the transaction's remarks (default {kind!r})")
+        move.add_argument("--json", action="store_true", help="print the transaction as JSON")
+
+    fx = commands.add_parser("fx", help="manage exchange rates").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    put = fx.add_parser("set", help="1 FROM = RATE TO (product currency FROM, wallet currency TO)")
+    put.add_argument("source")
+    put.add_argument("destination")
+    put.add_argument("rate")
+    removal = fx.add_parser("remove", help="remove the rate from FROM to TO")
+    removal.add_argument("source")
+    removal.add_argument("destination")
+    fx.add_parser("list", help="list the rates").add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -109,6 +198,8 @@ def describe(client):
         "ip_whitelist": client.networks(),
         "features": client.features(),
         "is_active": client.is_active,
+        "default_currency": client.default_currency_code,
+        "bulk_limit": client.bulk_limit,
     }
 
 
@@ -146,10 +237,22 @@ def find_client(client_id):
 
 def run_client_action(args, settings):
     if args.action == "create":
-        client, secret = Client.provision(settings.secret_pepper, args.name, args.ip, args.feature)
+        currency = active_currency(args.default_currency) if args.default_currency else None
+        client, secret = Client.provision(
+            settings.secret_pepper, args.name, args.ip, args.feature, default_currency=currency,
+            bulk_limit=args.bulk_limit,
+        )  # fmt: skip
         created = {"client_id": client.id, "name": client.name, "api_key": client.api_key, "api_secret": secret}
         created.update(ip_whitelist=client.networks(), features=client.features())
+        created.update(default_currency=client.default_currency_code, bulk_limit=client.bulk_limit)
         print_client(created, args.json)
+    elif args.action == "set":
+        if args.default_currency is None and args.bulk_limit is None:
+            raise CliError("client set needs --default-currency or --bulk-limit")
+        client = find_client(args.id)
+        currency = active_currency(args.default_currency) if args.default_currency else None
+        client.configure(currency, args.bulk_limit)
+        print(f"client {client.id}: default currency {client.default_currency_code}, bulk limit {client.bulk_limit}")
     elif args.action == "list":
         clients = [describe(client) for client in Client.select().order_by(Client.id)]
         if args.json:
@@ -173,15 +276,59 @@ def run_client_action(args, settings):
         print(f"client {client.id}: {args.action} done")
 
 
+def run_wallet_action(args):
+    if args.action == "create":
+        wallet = Wallet.open(args.client_id, args.currency, args.type)
+        described = Wallet.described(wallet_id=wallet.id)[0]
+        print_json_or_line(described, args.json, "wallet {id}: {currency} {type}, client {client_id}")
+    elif args.action == "list":
+        wallets = Wallet.described(client_id=args.client)
+        if args.json:
+            print(dumps(wallets))
+        for wallet in [] if args.json else wallets:
+            print("{id}\tclient {client_id}\t{currency}\t{amount}\t{type}".format(**wallet))
+    else:
+        if Wallet.get_or_none(Wallet.id == args.wallet_id) is None:
+            raise CliError(f"no wallet with id {args.wallet_id}")
+        transaction = Wallet.post(args.wallet_id, CREDIT if args.action == "credit" else DEBIT, args.amount, args.note)
+        print_json_or_line(transaction, args.json, "transaction {id}: {remarks}")
+
+
+def run_fx_action(args):
+    if args.action == "set":
+        rate = ExchangeRate.put(args.source, args.destination, args.rate)
+        print("1 {from} = {rate} {to}".format(**rate))
+    elif args.action == "remove":
+        ExchangeRate.remove(args.source, args.destination)
+        print(f"rate from {args.source.upper()} to {args.destination.upper()} removed")
+    elif args.json:
+        print(dumps(ExchangeRate.listing()))
+    else:
+        for rate in ExchangeRate.listing():
+            print("1 {from} = {rate} {to}".format(**rate))
+
+
+def print_json_or_line(data, as_json, line):
+    print(dumps(data) if as_json else line.format(**data))
+
+
+DEMO_WALLETS = ("USD", "EUR")
+DEMO_BALANCE = Decimal(10_000)
+
+
 def create_demo_client(settings):
     """For the quick start only: credentials go to the terminal once, never to the log."""
     with models.db.connection_context():
         if Client.select().exists():
             return
-        client, secret = Client.provision(settings.secret_pepper, "demo", features=FEATURES)
+        usd = active_currency("USD")
+        client, secret = Client.provision(settings.secret_pepper, "demo", features=FEATURES, default_currency=usd)
+        wallets = [Wallet.open_funded(client.id, code, DEMO_BALANCE, "Demo balance") for code in DEMO_WALLETS]
     print("Demo client created. These credentials are shown once:")
     print(f"  username (API key):    {client.api_key}")
-    print(f"  password (API secret): {secret}", flush=True)
+    print(f"  password (API secret): {secret}")
+    for code, wallet in zip(DEMO_WALLETS, wallets, strict=True):
+        print(f"  wallet {wallet.id}: {code} {DEMO_BALANCE:,} PREPAID", flush=True)
 
 
 def log_config():
@@ -209,7 +356,9 @@ def serve(args, settings):
 
     if settings.bootstrap_client:
         with models.db.connection_context():
-            Client.bootstrap(settings.secret_pepper, *settings.bootstrap_client)
+            client = Client.bootstrap(settings.secret_pepper, *settings.bootstrap_client)
+            for code, amount in settings.bootstrap_wallets:
+                Wallet.open_funded(client.id, code, amount, "Bootstrap balance")
     if args.demo:
         create_demo_client(settings)
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -285,10 +434,15 @@ def main(argv=None):
             print(f"pruned {tokens} expired token records and {hits} rate-limit hits")
         if args.command == "serve":
             return serve(args, settings)
-        if args.command == "client":
+        if args.command in ("client", "wallet", "fx"):
             with models.db.connection_context():
-                run_client_action(args, settings)
-    except (CliError, SettingsError) as exc:
+                if args.command == "client":
+                    run_client_action(args, settings)
+                elif args.command == "wallet":
+                    run_wallet_action(args)
+                else:
+                    run_fx_action(args)
+    except (CliError, SettingsError, DomainError) as exc:
         print(f"octopus-cards: {exc}", file=sys.stderr)
         return 2
     except DatabaseError as exc:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 
@@ -39,6 +40,7 @@ class Settings:
     rate_limits: dict = dataclasses.field(default_factory=lambda: dict(RATE_LIMIT_PROFILES["sandbox"]))
     max_body_bytes: int = 1024 * 1024
     bootstrap_client: tuple = dataclasses.field(default=(), repr=False)
+    bootstrap_wallets: tuple = ()
     prune_interval: int = 3600
     reference_cache_ttl: int = 60
     key_file: str = ""
@@ -75,6 +77,7 @@ class Settings:
             rate_limits=parse_rate_limits(env),
             max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
+            bootstrap_wallets=parse_bootstrap_wallets(env),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
             key_file=key_file,
@@ -153,6 +156,23 @@ def parse_bootstrap_client(raw):
             f"the secret at least {MIN_KEY_BYTES} characters"
         )
     return api_key, secret
+
+
+BOOTSTRAP_WALLET = re.compile(r"([A-Za-z]{3}):([0-9]{1,14}(?:\.[0-9]{1,4})?)")
+
+
+def parse_bootstrap_wallets(env):
+    """`CUR:AMOUNT` pairs: PREPAID wallets the bootstrap client gets, funded, when it has none in CUR."""
+    pairs = [item.strip() for item in env.get("OCTOPUS_BOOTSTRAP_WALLETS", "").split(",") if item.strip()]
+    if pairs and not env.get("OCTOPUS_BOOTSTRAP_CLIENT"):
+        raise SettingsError("OCTOPUS_BOOTSTRAP_WALLETS needs OCTOPUS_BOOTSTRAP_CLIENT")
+    matches = [BOOTSTRAP_WALLET.fullmatch(pair) for pair in pairs]
+    if not all(matches) or len({m.group(1).upper() for m in matches}) != len(matches):
+        raise SettingsError(
+            "OCTOPUS_BOOTSTRAP_WALLETS must be comma-separated CUR:AMOUNT pairs, one per currency, "
+            "the amount at most 4 decimals"
+        )
+    return tuple((m.group(1).upper(), Decimal(m.group(2))) for m in matches)
 
 
 def parse_jwt_keys(raw):

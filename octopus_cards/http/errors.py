@@ -14,7 +14,13 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from octopus_cards.models.exceptions import CurrencyNotConvertible, DomainError, NotFound, NoWalletForCurrency
+from octopus_cards.models.exceptions import (
+    CurrencyNotConvertible,
+    DomainError,
+    InsufficientBalance,
+    NotFound,
+    NoWalletForCurrency,
+)
 
 logger = logging.getLogger("octopus_cards.errors")
 
@@ -120,6 +126,7 @@ DOMAIN_ERRORS = {
     NotFound: lambda exc: not_found(str(exc)),
     NoWalletForCurrency: lambda exc: bad_request("No wallet available for this currency"),
     CurrencyNotConvertible: lambda exc: bad_request("Currency conversion not available"),
+    InsufficientBalance: lambda exc: bad_request("Insufficient wallet balance"),
 }
 
 

@@ -5,6 +5,8 @@ import json
 
 from starlette.responses import JSONResponse, Response
 
+from octopus_cards.models.encoding import dumps
+
 
 def wrapped(data, background=None):
     """The auth endpoints' envelope (contract 1.5)."""
@@ -18,3 +20,17 @@ def compact_json(value):
 def json_body(body, headers=None):
     """Already-encoded JSON."""
     return Response(body, media_type="application/json", headers=headers)
+
+
+def paginated(items, page_number, per_page, total):
+    """A paginated list (contract 1.6): the bare array and its six headers."""
+    pages = -(-total // per_page)
+    headers = {
+        "X-Page": str(page_number),
+        "X-Per-Page": str(per_page),
+        "X-Total-Count": str(total),
+        "X-Total-Pages": str(pages),
+        "X-Page-Size": str(len(items)),
+        "X-Has-More": "true" if page_number < pages else "false",
+    }
+    return json_body(dumps(items).encode(), headers)

@@ -2,14 +2,15 @@
 
 import datetime
 import json
+from decimal import Decimal
 
 import pytest
 
 from octopus_cards import models
 from octopus_cards.cli import main, serve
 from octopus_cards.http.jwt_codec import TokenCodec
-from octopus_cards.models import Client, Token
-from octopus_cards.settings import Settings
+from octopus_cards.models import Client, Currency, Event, ExchangeRate, Token, Wallet
+from octopus_cards.settings import Settings, SettingsError
 
 
 @pytest.fixture
@@ -36,8 +37,11 @@ def create(cli, *extra):
 
 def test_create_prints_credentials_once_as_json(cli, api):
     created = create(cli, "--ip", "203.0.113.0/24", "--ip", "2001:db8::1", "--feature", "vouchers")
-    assert list(created) == ["client_id", "name", "api_key", "api_secret", "ip_whitelist", "features"]
+    assert list(created) == [
+        "client_id", "name", "api_key", "api_secret", "ip_whitelist", "features", "default_currency", "bulk_limit"
+    ]  # fmt: skip
     assert created["name"] == "acme"
+    assert (created["default_currency"], created["bulk_limit"]) == (None, 100)
     assert created["ip_whitelist"] == ["203.0.113.0/24", "2001:db8::1/128"]
     assert created["features"] == ["vouchers"]
     assert len(created["api_secret"]) >= 43  # 256 bits, base64url
@@ -165,3 +169,168 @@ def test_bootstrap_client_from_the_environment(migrated, monkeypatch):
         assert networks == ()
         assert Client.get_by_id(client_id).features() == ["esim", "topups", "vouchers"]
         assert Client.select().where(Client.api_key == "ci-sandbox").count() == 1
+
+
+def test_bootstrap_wallets_are_opened_and_funded_once(migrated, monkeypatch):
+    env = {
+        **migrated,
+        "OCTOPUS_BOOTSTRAP_CLIENT": f"ci-wallets:{'w' * 40}",
+        "OCTOPUS_BOOTSTRAP_WALLETS": "usd:250.5,JPY:0",
+    }
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    args = type("Args", (), {"demo": False, "host": "127.0.0.1", "port": 0, "workers": 1})()
+    serve(args, Settings.from_env(env))
+    serve(args, Settings.from_env(env))  # a restart changes nothing
+    with models.db.connection_context():
+        client = Client.get(Client.api_key == "ci-wallets")
+        wallets = {w["currency"]: w for w in Wallet.described(client_id=client.id)}
+    assert {code: (w["amount"], w["type"]) for code, w in wallets.items()} == {
+        "USD": (Decimal("250.50"), "PREPAID"), "JPY": (Decimal("0"), "PREPAID")
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("USD", "must be comma-separated CUR:AMOUNT pairs"), ("USD:1,usd:2", "one per currency"),
+     ("USD:1.00001", "at most 4 decimals"), ("USD:-1", "CUR:AMOUNT")],
+)  # fmt: skip
+def test_bad_bootstrap_wallets_are_refused(migrated, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(
+            {**migrated, "OCTOPUS_BOOTSTRAP_CLIENT": f"ci-x:{'x' * 40}", "OCTOPUS_BOOTSTRAP_WALLETS": value}
+        )
+    with pytest.raises(SettingsError, match="needs OCTOPUS_BOOTSTRAP_CLIENT"):
+        Settings.from_env({**migrated, "OCTOPUS_BOOTSTRAP_WALLETS": "USD:1"})
+
+
+# -- clients: default currency and bulk limit (contract 16.2) ------------------------------------
+
+
+def test_default_currency_and_bulk_limit(cli):
+    created = create(cli, "--default-currency", "eur", "--bulk-limit", "5000")
+    assert (created["default_currency"], created["bulk_limit"]) == ("EUR", 5000)
+    client_id = str(created["client_id"])
+    assert cli("client", "set", client_id, "--bulk-limit", "1")[0] == 0
+    assert cli("client", "set", client_id, "--default-currency", "JPY")[0] == 0
+    listed = next(c for c in json.loads(cli("client", "list", "--json")[1]) if c["client_id"] == created["client_id"])
+    assert (listed["default_currency"], listed["bulk_limit"]) == ("JPY", 1)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(("client", "create", "--name", "x", "--bulk-limit", "0"), "invalid bulk limit '0': a whole number from 1 to"),
+     (("client", "create", "--name", "x", "--bulk-limit", "5001"), "invalid bulk limit '5001'"),
+     (("client", "create", "--name", "x", "--default-currency", "ZZZ"), "unknown currency 'ZZZ'"),
+     (("client", "set", "2147483647", "--bulk-limit", "5"), "no client with id 2147483647"),
+     (("client", "set", "1"), "client set needs --default-currency or --bulk-limit")],
+)  # fmt: skip
+def test_client_refusals_are_one_line(cli, argv, message):
+    before = json.loads(cli("client", "list", "--json")[1])
+    code, out, err = cli(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert json.loads(cli("client", "list", "--json")[1]) == before
+
+
+# -- wallets (contract 16.3) ----------------------------------------------------------------------
+
+
+def wallet_of(cli, client_id, currency, *extra):
+    code, out, err = cli("wallet", "create", str(client_id), currency, "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_wallet_create_list_credit_debit(cli):
+    client_id = create(cli)["client_id"]
+    usd = wallet_of(cli, client_id, "usd")
+    assert usd == {"id": usd["id"], "client_id": client_id, "currency": "USD", "currency_id": 1, "amount": 0,
+                   "type": "PREPAID"}  # fmt: skip
+    jpy = wallet_of(cli, client_id, "JPY", "--type", "POSTPAID")
+    assert jpy["type"] == "POSTPAID"
+    code, out, _ = cli("wallet", "credit", str(usd["id"]), "100.5", "--json")
+    credited = json.loads(out)
+    assert code == 0 and list(credited) == [
+        "id", "wallet_id", "currency_id", "amount", "transaction_type", "status", "source_currency",
+        "destination_currency", "forex_rate", "conversion_charges", "remarks", "created_at",
+    ]  # fmt: skip
+    assert credited["remarks"] == "USD Wallet credited by amount 100.50 - Operator credit"
+    assert '"amount":100.50' in out
+    code, out, _ = cli("wallet", "debit", str(usd["id"]), "0.225", "--note", "Correction 42", "--json")
+    assert json.loads(out)["remarks"] == "USD Wallet debited by amount 0.225 - Correction 42"
+    code, out, _ = cli("wallet", "debit", str(jpy["id"]), "5000", "--json")
+    assert json.loads(out)["remarks"] == "JPY Wallet debited by amount 5000 - Operator debit"
+    listed = json.loads(cli("wallet", "list", "--client", str(client_id), "--json")[1])
+    assert [(w["id"], w["amount"]) for w in listed] == [(jpy["id"], -5000), (usd["id"], 100.275)]
+    code, out, _ = cli("wallet", "list", "--client", str(client_id))
+    assert code == 0 and f"{usd['id']}\tclient {client_id}\tUSD\t100.275\tPREPAID" in out
+    with models.db.connection_context():
+        assert Wallet.balance_matches_ledger(usd["id"]) and Wallet.balance_matches_ledger(jpy["id"])
+        types = [e.type for e in Event.select().where(Event.client == client_id).order_by(Event.created_at)]
+    assert types == ["wallet.credited", "wallet.debited", "wallet.debited"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(("wallet", "create", "{client}", "USD"), "client {client} already has a USD wallet"),
+     (("wallet", "create", "{client}", "XYZ"), "unknown currency 'XYZ'"),
+     (("wallet", "create", "2147483647", "EUR"), "no client with id 2147483647"),
+     (("wallet", "create", "{client}", "EUR", "--type", "CREDIT"), "invalid wallet type 'CREDIT'"),
+     (("wallet", "debit", "{wallet}", "10.01"), "Insufficient wallet balance"),
+     (("wallet", "credit", "{wallet}", "0"), "invalid amount '0'"),
+     (("wallet", "credit", "{wallet}", "-5"), "invalid amount '-5'"),
+     (("wallet", "credit", "{wallet}", "1.00001"), "invalid amount '1.00001'"),
+     (("wallet", "credit", "{wallet}", "NaN"), "invalid amount 'NaN'"),
+     (("wallet", "credit", "{wallet}", "1e400"), "the amount must not exceed"),
+     (("wallet", "credit", "{wallet}", "100000000000001"), "the amount must not exceed"),
+     (("wallet", "credit", "2147483647", "1"), "no wallet with id 2147483647"),
+     (("wallet", "credit", "0", "1"), "invalid wallet id: '0'"),
+     (("wallet", "list", "--client", "x"), "invalid client id: 'x'")],
+)  # fmt: skip
+def test_wallet_refusals_are_one_line_and_change_nothing(cli, argv, message):
+    client_id = create(cli)["client_id"]
+    wallet = wallet_of(cli, client_id, "USD")
+    assert cli("wallet", "credit", str(wallet["id"]), "10")[0] == 0
+    before = cli("wallet", "list", "--json")[1]
+    argv = [arg.format(client=client_id, wallet=wallet["id"]) for arg in argv]
+    code, out, err = cli(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert message.format(client=client_id) in err
+    assert cli("wallet", "list", "--json")[1] == before
+
+
+# -- exchange rates (contract 16.4) ---------------------------------------------------------------
+
+
+def test_fx_set_list_remove(cli):
+    assert cli("fx", "set", "usd", "GBP", "0.79")[:2] == (0, "1 USD = 0.79 GBP\n")
+    assert cli("fx", "set", "USD", "GBP", "0.7912345678")[0] == 0  # a second set replaces the rate
+    assert cli("fx", "set", "GBP", "USD", "1.2640")[0] == 0  # the reverse is a rate of its own
+    listed = json.loads(cli("fx", "list", "--json")[1])
+    assert {"from": "USD", "to": "GBP", "rate": 0.7912345678} in listed
+    assert {"from": "GBP", "to": "USD", "rate": 1.264} in listed
+    assert listed.index({"from": "GBP", "to": "USD", "rate": 1.264}) < listed.index(
+        {"from": "USD", "to": "GBP", "rate": 0.7912345678}
+    )
+    assert cli("fx", "remove", "usd", "gbp")[0] == 0
+    assert {"from": "USD", "to": "GBP", "rate": 0.7912345678} not in json.loads(cli("fx", "list", "--json")[1])
+    with models.db.connection_context():
+        usd, gbp = (Currency.get(Currency.currency == code).id for code in ("USD", "GBP"))
+        assert ExchangeRate.lookup(gbp, usd) == Decimal("1.2640") and ExchangeRate.lookup(usd, gbp) is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(("fx", "set", "USD", "USD", "1"), "FROM and TO must be different currencies"),
+     (("fx", "set", "USD", "EUR", "0"), "invalid rate '0'"),
+     (("fx", "set", "USD", "EUR", "-0.5"), "invalid rate '-0.5'"),
+     (("fx", "set", "USD", "EUR", "abc"), "invalid rate 'abc'"),
+     (("fx", "set", "USD", "EUR", "Infinity"), "invalid rate 'Infinity'"),
+     (("fx", "set", "USD", "EUR", "0.12345678901"), "at most 10 decimals"),
+     (("fx", "set", "USD", "ZZZ", "1"), "unknown currency 'ZZZ'"),
+     (("fx", "remove", "EUR", "JPY"), "no rate from EUR to JPY")],
+)  # fmt: skip
+def test_fx_refusals_are_one_line_and_change_nothing(cli, argv, message):
+    before = cli("fx", "list", "--json")[1]
+    code, out, err = cli(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert cli("fx", "list", "--json")[1] == before

@@ -294,6 +294,14 @@ def test_serve_demo_on_empty_database(env, fresh_database, tmp_path):
             tokens = assert_token_pair(login(http, key, secret), client_id=None)
             demo = {"api_key": key, "api_secret": secret, "client_id": tokens["client_id"]}
             assert_currencies_ok(currencies(http, tokens["access_token"]))
+            # Default currency USD, and PREPAID wallets USD 10,000 and EUR 10,000 (contract 16.1).
+            wallets = http.get("/api/v1/wallets", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+            assert [(w["currency_id"], w["amount"], w["type"]) for w in wallets.json()] == [
+                (2, 10000, "PREPAID"),
+                (1, 10000, "PREPAID"),
+            ]
+            for wallet, code in zip(wallets.json(), ("EUR", "USD"), strict=True):
+                assert f"  wallet {wallet['id']}: {code} 10,000 PREPAID" in server.stdout.splitlines()
             rotated = assert_token_pair(refresh(http, tokens["refresh_token"]), demo["client_id"])
             assert_currencies_ok(currencies(http, rotated["access_token"]))
             assert_logged_out(logout(http, rotated["access_token"]))
@@ -325,6 +333,8 @@ def test_serve_demo_on_empty_database(env, fresh_database, tmp_path):
             "ip_whitelist": [],
             "features": ALL_FEATURES,
             "is_active": True,
+            "default_currency": "USD",
+            "bulk_limit": 100,
         }
     ]
 
