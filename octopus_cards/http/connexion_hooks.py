@@ -27,11 +27,11 @@ from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import RelativeResolver, Resolution
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 
 from octopus_cards.http.errors import invalid_feature, unsupported_media_type
 from octopus_cards.http.runtime import SCOPE_KEY
-from octopus_cards.http.validation import check_body, parse_json, path_id_error, query_error
+from octopus_cards.http.validation import check_body, parse_json, path_id_error, plain_integers, query_error
 
 DOCS_PATH = "/docs"
 
@@ -124,15 +124,19 @@ class BodyValidator(JSONRequestBodyValidator):
 
 
 class Parameters(ParameterValidator):
-    """Query parameters are named in the message; path ids give `Invalid <thing> ID`."""
+    """Query parameters are named in the message; path ids give `Invalid <thing> ID`. An integer
+    query parameter must be written in plain ASCII digits: connexion's coercion is Python's int(),
+    which also takes `+5`, ` 1`, `1_000` and other scripts' digits."""
 
     def validate_request(self, request):
         for param in self.parameters.get("path", []):
             if self.validate_path_parameter(param, request):
                 raise path_id_error(param["name"])
+        raw = QueryParams(request.scope["query_string"])
         for param in self.parameters.get("query", []):
-            if self.validate_query_parameter(param, request):
-                raise query_error(param["name"], param["name"] in request.query_params)
+            name = param["name"]
+            if not plain_integers(param, raw.getlist(name)) or self.validate_query_parameter(param, request):
+                raise query_error(name, name in raw)
 
 
 VALIDATOR_MAP = {

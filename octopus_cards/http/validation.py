@@ -65,6 +65,16 @@ def check_body(schema, validator, body):
     raise validation_error(fixed or field_message(schema, error))
 
 
+PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def plain_integers(param, values):
+    """Whether every value of an integer parameter is written as a plain base-10 integer."""
+    if param.get("schema", {}).get("type") != "integer":
+        return True
+    return all(PLAIN_INTEGER.fullmatch(value) for value in values)
+
+
 def path_id_error(param_name):
     return bad_request(f"Invalid {resource_name(param_name)} ID")
 

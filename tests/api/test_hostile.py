@@ -281,11 +281,39 @@ BAD_IDS = [
 
 
 @pytest.mark.parametrize("bad_id", BAD_IDS)
-@pytest.mark.parametrize("resource", ["countries", "currencies", "categories", "subcategories"])
+@pytest.mark.parametrize("resource", ["countries", "currencies", "categories", "subcategories", "transactions"])
 def test_hostile_ids(api, session, resource, bad_id):
     response = api.get(f"/api/v1/{resource}/{bad_id}", headers=bearer(session["access_token"]))
     assert_refused(response, 400)
     assert response.json()["error"]["message"].startswith("Invalid ")
+
+
+# Query values that must be refused with the parameter's name, never parsed into something else.
+HOSTILE_QUERY_VALUES = BAD_IDS + ["", " 1", "1 ", "00000000000000000000001e0", "1_000", "٣", "true", "[1]", "{}"]
+PAGED_LISTS = {
+    "/api/v1/wallets": ("page", "limit", "currency"),
+    "/api/v1/transactions": ("page", "limit", "wallet_id"),
+}
+
+
+@pytest.mark.parametrize("value", HOSTILE_QUERY_VALUES)
+@pytest.mark.parametrize("path, parameter", [(p, q) for p, qs in PAGED_LISTS.items() for q in qs])
+def test_hostile_list_parameters(api, session, path, parameter, value):
+    if parameter == "currency" and value.isascii() and value.isalpha() and len(value) == 3:
+        return  # `abc` and `NaN` are well-formed codes: an empty page, not an error (contract 15.1, item 51)
+    response = api.get(path, params={parameter: value}, headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == f"{parameter} is invalid"
+
+
+@pytest.mark.parametrize(
+    "query", ["currency=usd%00", "currency=%C3%9CSD", "currency=us%0a", "currency=USD&currency=EUR", "limit=1&limit=x"]
+)
+def test_hostile_list_queries_never_fail_loudly(api, session, query):
+    response = api.get(f"/api/v1/wallets?{query}", headers=bearer(session["access_token"]))
+    assert response.status_code in (200, 400), response.text[:200]
+    if response.status_code == 400:
+        assert_refused(response, 400)
 
 
 FORWARDING_TRICKS = [
