@@ -49,7 +49,7 @@ def parse_rate(text):
         rate = None
     if rate is None or not rate.is_finite() or not 0 < rate < MAX_RATE or -rate.as_tuple().exponent > RATE_PLACES:
         raise Refused(f"invalid rate {text!r}: a number above 0 and below {MAX_RATE}, at most {RATE_PLACES} decimals")
-    return rate.normalize() if rate == rate.to_integral() else rate
+    return rate
 
 
 def plain(rate):
@@ -264,11 +264,9 @@ class Transaction(BaseModel):
         table_name = "wallet_transaction"
         indexes = ((("order_vertical", "order_id", "transaction_type"), True),)
 
-    FIELDS = None  # set below, once the class exists
-
     @staticmethod
     def public(row):
-        """The transaction object (contract 6.2) from a FIELDS row."""
+        """The transaction object (contract 6.2) from a PUBLIC_FIELDS row."""
         (id_, wallet_id, currency_id, precision, amount, kind, status, source, destination, rate, charges,
          remarks, created_at) = row  # fmt: skip
         return {
@@ -288,7 +286,7 @@ class Transaction(BaseModel):
 
     @classmethod
     def visible_to(cls, client_id):
-        return cls.select(*cls.FIELDS).join(Wallet).join(Currency).where(Wallet.client == client_id)
+        return cls.select(*PUBLIC_FIELDS).join(Wallet).join(Currency).where(Wallet.client == client_id)
 
     @classmethod
     def page_for(cls, client_id, wallet_id, page, limit):
@@ -308,7 +306,8 @@ class Transaction(BaseModel):
         return cls.public(row)
 
 
-Transaction.FIELDS = (
+# What the transaction object is made of: the row and its wallet's currency.
+PUBLIC_FIELDS = (
     Transaction.id,
     Transaction.wallet,
     Currency.id,
