@@ -55,6 +55,14 @@ def migrated(base_env):
     return base_env
 
 
+@pytest.fixture(autouse=True)
+def idle_connections_closed(migrated):
+    """Tests that run many threads leave as many pooled connections open; PostgreSQL refuses
+    connections beyond max_connections (100 here), which the process tests and live servers need."""
+    yield
+    models.db.obj.close_idle()
+
+
 @pytest.fixture(scope="session")
 def env(migrated):
     """The environment of a real `octopus-cards serve` on the session database (tests/support/live_server.py)."""
