@@ -4,27 +4,45 @@ from octopus_cards.models.base import connect, db, migrate, write_txn
 from octopus_cards.models.clients import FEATURES, Client, ClientFeature, ClientIpAllow
 from octopus_cards.models.events import Event
 from octopus_cards.models.maintenance import prune
+from octopus_cards.models.products import (
+    ClientBlacklist,
+    ClientDiscount,
+    Denomination,
+    EsimProduct,
+    EsimVariant,
+    TopupProduct,
+    TopupVariant,
+    VoucherProduct,
+)
 from octopus_cards.models.ratelimit import RateLimitHit
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
 from octopus_cards.models.tokens import Token, TokenFamily, TokenState
 from octopus_cards.models.wallets import ExchangeRate, Transaction, Wallet
 
 __all__ = [
-    "FEATURES",
     "Category",
     "Client",
+    "ClientBlacklist",
+    "ClientDiscount",
     "ClientFeature",
     "ClientIpAllow",
     "Country",
     "Currency",
+    "Denomination",
+    "EsimProduct",
+    "EsimVariant",
     "Event",
     "ExchangeRate",
+    "FEATURES",
     "RateLimitHit",
     "Subcategory",
     "Token",
     "TokenFamily",
     "TokenState",
+    "TopupProduct",
+    "TopupVariant",
     "Transaction",
+    "VoucherProduct",
     "Wallet",
     "connect",
     "db",

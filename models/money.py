@@ -38,3 +38,7 @@ class MoneyField(BigIntegerField):
 
     def python_value(self, value):
         return None if value is None else (Decimal(value) / SCALE).quantize(PLACES)
+
+
+class PercentField(MoneyField):
+    """A percentage (discounts, 0-100) with 4 decimals, stored like money."""

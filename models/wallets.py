@@ -74,10 +74,15 @@ class ExchangeRate(BaseModel):
             raise Refused("FROM and TO must be different currencies")
         rate = parse_rate(rate_text)
         with write_txn():
-            cls.insert(source_currency=source, destination_currency=destination, rate=str(rate)).on_conflict(
-                conflict_target=[cls.source_currency, cls.destination_currency], preserve=[cls.rate]
-            ).execute()
+            cls.store(source.id, destination.id, rate)
         return {"from": source.currency, "to": destination.currency, "rate": plain(rate)}
+
+    @classmethod
+    def store(cls, source_currency_id, destination_currency_id, rate):
+        """Set the rate, replacing the one there was."""
+        cls.insert(
+            source_currency=source_currency_id, destination_currency=destination_currency_id, rate=str(rate)
+        ).on_conflict(conflict_target=[cls.source_currency, cls.destination_currency], preserve=[cls.rate]).execute()
 
     @classmethod
     def remove(cls, source_code, destination_code):

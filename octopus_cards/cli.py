@@ -15,10 +15,11 @@ from pathlib import Path
 from peewee import DatabaseError
 
 from octopus_cards import models
-from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet
+from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet, catalogue, products
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import DomainError
+from octopus_cards.models.products import VERTICALS
 from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
 from octopus_cards.settings import Settings, SettingsError, parse_network
 
@@ -79,6 +80,26 @@ def amount_arg(text):
     if amount is None or not amount.is_finite() or amount <= 0 or -amount.as_tuple().exponent > 4:
         raise argparse.ArgumentTypeError(f"invalid amount {text!r}: a number above 0 with at most 4 decimals")
     return amount
+
+
+def percent_arg(text):
+    """0-100 with at most 4 decimals (contract 16.2)."""
+    try:
+        percent = Decimal(text)
+    except InvalidOperation:
+        percent = None
+    if percent is None or not percent.is_finite() or not 0 <= percent <= 100 or -percent.as_tuple().exponent > 4:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text!r}: 0 to 100 with at most 4 decimals")
+    return percent
+
+
+def vertical_arg(text):
+    if text not in VERTICALS:
+        raise argparse.ArgumentTypeError(f"unknown vertical {text!r} (choose from {', '.join(VERTICALS)})")
+    return text
+
+
+product_id_arg = id_arg("product")
 
 
 def wallet_type_arg(text):
@@ -157,6 +178,20 @@ def build_parser():
 
     for action, help_text in (("deactivate", "refuse the client's logins and tokens"), ("activate", "re-enable")):
         client.add_parser(action, help=help_text).add_argument("id", type=client_id_arg)
+    discount = client.add_parser("set-discount", help="the client's discount (percent) on one product")
+    cleared = client.add_parser("clear-discount", help="remove the client's discount on one product")
+    for sub in (discount, cleared):
+        sub.add_argument("id", type=client_id_arg)
+        sub.add_argument("vertical", type=vertical_arg, help=", ".join(VERTICALS))
+        sub.add_argument("product_id", type=product_id_arg)
+    discount.add_argument("percent", type=percent_arg, help="0-100, at most 4 decimals")
+    for action, help_text in (
+        ("blacklist", "hide a voucher product from the client"),
+        ("unblacklist", "show it again"),
+    ):
+        sub = client.add_parser(action, help=help_text)
+        sub.add_argument("id", type=client_id_arg)
+        sub.add_argument("product_id", type=product_id_arg)
 
     wallet = commands.add_parser("wallet", help="manage wallets and move money").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -187,6 +222,18 @@ def build_parser():
     removal.add_argument("source")
     removal.add_argument("destination")
     fx.add_parser("list", help="list the rates").add_argument("--json", action="store_true", help="print JSON")
+
+    catalog = commands.add_parser("catalog", help="validate, import and export the catalogue").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    catalog.add_parser("validate", help="check a catalogue file, changing nothing").add_argument("file")
+    imported = catalog.add_parser("import", help="import a catalogue file (YAML or JSON) in one transaction")
+    imported.add_argument("file")
+    imported.add_argument("--deactivate-missing", action="store_true", help="deactivate what the file leaves out")
+    imported.add_argument("--json", action="store_true", help="print the counts as JSON")
+    catalog.add_parser("export", help="print the whole catalogue (YAML)").add_argument(
+        "--json", action="store_true", help="print JSON instead"
+    )
     return parser
 
 
@@ -263,6 +310,15 @@ def run_client_action(args, settings):
         client = find_client(args.id)
         secret = client.rotate_secret(settings.secret_pepper)
         print_client({"client_id": client.id, "api_key": client.api_key, "api_secret": secret}, args.json)
+    elif args.action == "set-discount":
+        products.set_discount(args.id, args.vertical, args.product_id, args.percent)
+        print(f"client {args.id}: {args.percent}% on {args.vertical} product {args.product_id}")
+    elif args.action == "clear-discount":
+        products.clear_discount(args.id, args.vertical, args.product_id)
+        print(f"client {args.id}: no discount on {args.vertical} product {args.product_id}")
+    elif args.action in ("blacklist", "unblacklist"):
+        (products.blacklist if args.action == "blacklist" else products.unblacklist)(args.id, args.product_id)
+        print(f"client {args.id}: voucher product {args.product_id} {args.action}ed")
     else:
         client = find_client(args.id)
         {
@@ -306,6 +362,34 @@ def run_fx_action(args):
     else:
         for rate in ExchangeRate.listing():
             print("1 {from} = {rate} {to}".format(**rate))
+
+
+def run_catalog_action(args):
+    if args.action == "export":
+        print(catalogue.dump(catalogue.export(), args.json), end="" if not args.json else "\n")
+        return
+    text = read_file(args.file)
+    if args.action == "validate":
+        document = catalogue.validate(text)
+        sizes = ", ".join(f"{len(document.get(part, []))} {part}" for part in ("vouchers", "topups", "esim"))
+        print(f"{args.file}: valid ({sizes})")
+        return
+    counts = catalogue.import_catalogue(text, args.deactivate_missing)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        for vertical in VERTICALS:
+            print(f"{vertical}: {counts[vertical]['created']} created, {counts[vertical]['updated']} updated")
+        print(f"deactivated: {counts['deactivated']}")
+
+
+def read_file(path):
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise CliError(
+            f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}"
+        ) from None
 
 
 def print_json_or_line(data, as_json, line):
@@ -359,7 +443,14 @@ def serve(args, settings):
             client = Client.bootstrap(settings.secret_pepper, *settings.bootstrap_client)
             for code, amount in settings.bootstrap_wallets:
                 Wallet.open_funded(client.id, code, amount, "Bootstrap balance")
+    if settings.catalog:
+        with models.db.connection_context():
+            text = catalogue.demo_text() if settings.catalog == "demo" else read_file(settings.catalog)
+            counts = catalogue.import_catalogue(text)
+        logging.getLogger("octopus_cards").info("catalogue %s imported: %s", settings.catalog, json.dumps(counts))
     if args.demo:
+        with models.db.connection_context():
+            catalogue.import_demo_if_empty()
         create_demo_client(settings)
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir(args.port)
@@ -434,14 +525,16 @@ def main(argv=None):
             print(f"pruned {tokens} expired token records and {hits} rate-limit hits")
         if args.command == "serve":
             return serve(args, settings)
-        if args.command in ("client", "wallet", "fx"):
+        if args.command in ("client", "wallet", "fx", "catalog"):
             with models.db.connection_context():
                 if args.command == "client":
                     run_client_action(args, settings)
                 elif args.command == "wallet":
                     run_wallet_action(args)
-                else:
+                elif args.command == "fx":
                     run_fx_action(args)
+                else:
+                    run_catalog_action(args)
     except (CliError, SettingsError, DomainError) as exc:
         print(f"octopus-cards: {exc}", file=sys.stderr)
         return 2

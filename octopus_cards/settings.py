@@ -41,6 +41,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     bootstrap_client: tuple = dataclasses.field(default=(), repr=False)
     bootstrap_wallets: tuple = ()
+    catalog: str = ""
     prune_interval: int = 3600
     reference_cache_ttl: int = 60
     key_file: str = ""
@@ -78,6 +79,7 @@ class Settings:
             max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
             bootstrap_wallets=parse_bootstrap_wallets(env),
+            catalog=parse_catalog(env.get("OCTOPUS_CATALOG", "")),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
             key_file=key_file,
@@ -173,6 +175,14 @@ def parse_bootstrap_wallets(env):
             "the amount at most 4 decimals"
         )
     return tuple((m.group(1).upper(), Decimal(m.group(2))) for m in matches)
+
+
+def parse_catalog(raw):
+    """`demo` or the path of a readable catalogue file (contract 17), imported at every `serve` start."""
+    raw = raw.strip()
+    if raw and raw != "demo" and not Path(raw).is_file():
+        raise SettingsError(f"OCTOPUS_CATALOG must be demo or a readable catalogue file, not {raw!r}")
+    return raw
 
 
 def parse_jwt_keys(raw):

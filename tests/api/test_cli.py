@@ -9,7 +9,17 @@ import pytest
 from octopus_cards import models
 from octopus_cards.cli import main, serve
 from octopus_cards.http.jwt_codec import TokenCodec
-from octopus_cards.models import Client, Currency, Event, ExchangeRate, Token, Wallet
+from octopus_cards.models import (
+    Client,
+    ClientBlacklist,
+    ClientDiscount,
+    Currency,
+    Event,
+    ExchangeRate,
+    Token,
+    Wallet,
+    catalogue,
+)
 from octopus_cards.settings import Settings, SettingsError
 
 
@@ -334,3 +344,101 @@ def test_fx_refusals_are_one_line_and_change_nothing(cli, argv, message):
     code, out, err = cli(*argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
     assert cli("fx", "list", "--json")[1] == before
+
+
+# -- catalogue (contract 16.4, 17) ------------------------------------------------------------------
+
+
+def test_catalog_validate_import_export(cli, tmp_path):
+    source = tmp_path / "catalogue.yaml"
+    source.write_text(catalogue.demo_text())
+    code, out, err = cli("catalog", "validate", str(source))
+    assert (code, out, err) == (0, f"{source}: valid (27 vouchers, 14 topups, 9 esim)\n", "")
+    code, out, _ = cli("catalog", "import", str(source), "--json")
+    counts = json.loads(out)
+    assert code == 0 and list(counts) == ["vouchers", "topups", "esim", "deactivated"]
+    assert list(counts["vouchers"]) == ["created", "updated"]
+    code, out, _ = cli("catalog", "import", str(source), "--json")  # the second import changes nothing
+    assert json.loads(out) == {"vouchers": {"created": 0, "updated": 0}, "topups": {"created": 0, "updated": 0},
+                               "esim": {"created": 0, "updated": 0}, "deactivated": 0}  # fmt: skip
+    code, out, _ = cli("catalog", "import", str(source))
+    assert code == 0 and out.splitlines()[0] == "vouchers: 0 created, 0 updated"
+    code, yaml_out, _ = cli("catalog", "export")
+    code, json_out, _ = cli("catalog", "export", "--json")
+    assert code == 0 and json.loads(json_out)["vouchers"][0]["id"] == 1001
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(yaml_out)
+    assert json.loads(cli("catalog", "import", str(exported), "--json")[1])["vouchers"] == {"created": 0, "updated": 0}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("vouchers:\n  - {name: x}\n", "vouchers[0]: 'category' is a required property"),
+     ("vouchers: [", "not YAML or JSON"),
+     (None, "cannot read"),
+     ("exchange_rates:\n  - {from: USD, to: EUR, rate: -1}\n", "exchange_rates[0].rate")],
+)  # fmt: skip
+def test_catalog_refusals_are_one_line_and_change_nothing(cli, tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    before = cli("catalog", "export", "--json")[1]
+    for action in ("validate", "import"):
+        code, out, err = cli("catalog", action, str(path))
+        assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    assert cli("catalog", "export", "--json")[1] == before
+
+
+# -- discounts and blacklists (contract 16.2) -------------------------------------------------------
+
+
+def test_discounts_and_blacklist(cli):
+    with models.db.connection_context():
+        catalogue.import_catalogue(catalogue.demo_text())
+    client_id = str(create(cli)["client_id"])
+    assert cli("client", "set-discount", client_id, "vouchers", "1001", "7.5")[:2] == (
+        0, f"client {client_id}: 7.5% on vouchers product 1001\n"
+    )  # fmt: skip
+    assert cli("client", "set-discount", client_id, "vouchers", "1001", "8.25")[0] == 0  # replaces it
+    assert cli("client", "set-discount", client_id, "esim", "712", "0.225")[0] == 0
+    assert cli("client", "set-discount", client_id, "topups", "4218", "100")[0] == 0
+    with models.db.connection_context():
+        discounts = {(d.vertical, d.product_id): d.discount for d in ClientDiscount.select().where(
+            ClientDiscount.client == int(client_id))}  # fmt: skip
+    assert discounts == {("vouchers", 1001): Decimal("8.25"), ("esim", 712): Decimal("0.225"),
+                         ("topups", 4218): Decimal(100)}  # fmt: skip
+    assert cli("client", "clear-discount", client_id, "topups", "4218")[0] == 0
+    assert cli("client", "blacklist", client_id, "1002")[:2] == (
+        0,
+        f"client {client_id}: voucher product 1002 blacklisted\n",
+    )
+    assert cli("client", "blacklist", client_id, "1002")[0] == 0  # already: nothing to add
+    with models.db.connection_context():
+        assert ClientBlacklist.select().where(ClientBlacklist.client == int(client_id)).count() == 1
+    assert cli("client", "unblacklist", client_id, "1002")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(("client", "set-discount", "{client}", "vouchers", "1001", "100.5"), "invalid percentage '100.5'"),
+     (("client", "set-discount", "{client}", "vouchers", "1001", "-1"), "invalid percentage '-1'"),
+     (("client", "set-discount", "{client}", "vouchers", "1001", "1.00001"), "invalid percentage '1.00001'"),
+     (("client", "set-discount", "{client}", "vouchers", "1001", "NaN"), "invalid percentage 'NaN'"),
+     (("client", "set-discount", "{client}", "books", "1001", "5"), "unknown vertical 'books'"),
+     (("client", "set-discount", "{client}", "vouchers", "712", "5"), "no vouchers product with id 712"),
+     (("client", "set-discount", "{client}", "esim", "999999", "5"), "no esim product with id 999999"),
+     (("client", "set-discount", "2147483647", "vouchers", "1001", "5"), "no client with id 2147483647"),
+     (("client", "clear-discount", "{client}", "vouchers", "1001"), "has no discount on vouchers product 1001"),
+     (("client", "blacklist", "{client}", "4218"), "no vouchers product with id 4218"),
+     (("client", "unblacklist", "{client}", "1001"), "voucher product 1001 is not blacklisted"),
+     (("client", "blacklist", "{client}", "0"), "invalid product id: '0'")],
+)  # fmt: skip
+def test_discount_and_blacklist_refusals(cli, argv, message):
+    with models.db.connection_context():
+        catalogue.import_catalogue(catalogue.demo_text())
+    client_id = create(cli)["client_id"]
+    code, out, err = cli(*[arg.format(client=client_id) for arg in argv])
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+    with models.db.connection_context():
+        assert not ClientDiscount.select().where(ClientDiscount.client == client_id).exists()
+        assert not ClientBlacklist.select().where(ClientBlacklist.client == client_id).exists()

@@ -12,15 +12,12 @@ import secrets
 import stat
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg2
 import pytest
 
-from support.inprocess import POSTGRES_ADMIN_URL
 from support.live_server import LiveServer, cli_json, client_port_of
 
 pytestmark = pytest.mark.e2e
@@ -49,38 +46,6 @@ def server(env, logs):
     """One server with the default settings, shared by the tests that need nothing special."""
     with LiveServer(env, logs, name="default") as live:
         yield live
-
-
-@pytest.fixture
-def fresh_database(tmp_path):
-    """fresh_database(name) -> the URL of a new, empty database: a SQLite file in tmp_path, or a
-    new PostgreSQL database when the suite runs on PostgreSQL (dropped afterwards)."""
-    created = []
-
-    def make(name):
-        if os.environ.get("OCTOPUS_TEST_DATABASE", "sqlite") != "postgresql":
-            return f"sqlite:///{tmp_path / (name + '.db')}"
-        database = f"octopus_e2e_{name}_{uuid.uuid4().hex[:8]}"
-        admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            admin.close()
-        created.append(database)
-        return f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{database}"
-
-    yield make
-    if created:
-        admin = psycopg2.connect(POSTGRES_ADMIN_URL)
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cursor:
-                for database in created:
-                    cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            admin.close()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -337,6 +302,8 @@ def test_serve_demo_on_empty_database(env, fresh_database, tmp_path):
             "bulk_limit": 100,
         }
     ]
+    # The demo catalogue came with it (contract 16.1, 17.3).
+    assert len(cli_json(demo_env, "catalog", "export", "--json", cwd=work)["vouchers"]) == 27
 
     # The secret is shown once, on stdout, and never logged; generated keys are never shown at all.
     assert first_stdout.count(secret) == 1

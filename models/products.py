@@ -1,0 +1,188 @@
+"""The catalogue's tables: voucher products and their denominations, top-up and eSIM products and
+their variants (contract 13.2), and each client's discounts and blacklist (16.2).
+
+Products are never deleted (past orders keep theirs); they are deactivated.
+"""
+
+import json
+
+from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, TextField
+
+from octopus_cards.models.base import BaseModel, write_txn
+from octopus_cards.models.clients import Client
+from octopus_cards.models.exceptions import Refused
+from octopus_cards.models.money import MoneyField, PercentField
+from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
+
+VERTICALS = ("vouchers", "topups", "esim")
+
+
+class JSONField(TextField):
+    """A JSON document in a text column (mock scenarios, input fields, variant details)."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class VoucherProduct(BaseModel):
+    name = CharField(max_length=200)
+    category = ForeignKeyField(Category)
+    subcategory = ForeignKeyField(Subcategory, null=True)
+    country = ForeignKeyField(Country)
+    currency = ForeignKeyField(Currency)
+    image_url = TextField(null=True)
+    delivery_mode = CharField(null=True)
+    delivery_time = CharField(null=True)
+    validity = CharField(null=True)
+    stock = IntegerField(null=True)  # None: not tracked
+    is_active = BooleanField(default=True)
+    mock = JSONField(null=True)
+
+
+class Denomination(BaseModel):
+    product = ForeignKeyField(VoucherProduct, backref="denominations", on_delete="CASCADE")
+    position = IntegerField()  # the catalogue's order: the first entry containing a value applies
+    min_value = MoneyField()
+    max_value = MoneyField()
+    discount = PercentField()
+
+    class Meta:
+        indexes = ((("product", "position"), True),)
+
+
+class TopupProduct(BaseModel):
+    name = CharField(max_length=200)
+    topup_type = CharField()
+    country_code = CharField(max_length=3)
+    currency = ForeignKeyField(Currency)
+    image_url = TextField(null=True)
+    input_fields = JSONField()
+    is_active = BooleanField(default=True)
+    mock = JSONField(null=True)
+
+
+class TopupVariant(BaseModel):
+    product = ForeignKeyField(TopupProduct, backref="variants", on_delete="CASCADE")
+    sku = CharField(null=True)
+    name = CharField(max_length=200)
+    category = CharField()
+    currency = ForeignKeyField(Currency)
+    min_amount = MoneyField(null=True)
+    max_amount = MoneyField(null=True)
+    fixed_amounts = JSONField()
+    available_in = JSONField()
+    fields = JSONField()
+    discount = PercentField(default=0)
+    is_active = BooleanField(default=True)
+
+
+class EsimProduct(BaseModel):
+    name = CharField(max_length=200)
+    country_code = CharField(max_length=3)
+    currency = ForeignKeyField(Currency)
+    image_url = TextField(null=True)
+    is_active = BooleanField(default=True)
+    mock = JSONField(null=True)
+
+
+class EsimVariant(BaseModel):
+    esim_product = ForeignKeyField(EsimProduct, backref="variants", on_delete="CASCADE")
+    name = CharField(max_length=200)
+    description = TextField()
+    currency = ForeignKeyField(Currency)
+    amount = MoneyField()
+    data_amount_gb = MoneyField()
+    validity_days = IntegerField()
+    discount = PercentField(default=0)
+    is_active = BooleanField(default=True)
+
+
+PRODUCTS = {"vouchers": VoucherProduct, "topups": TopupProduct, "esim": EsimProduct}
+
+
+class ClientDiscount(BaseModel):
+    """A client's discount (percent) on one product of a vertical; the effective discount is the
+    higher of this and the product's own (contract 15.1, item 40)."""
+
+    client = ForeignKeyField(Client, backref="discounts", on_delete="CASCADE")
+    vertical = CharField()
+    product_id = IntegerField()
+    discount = PercentField()
+
+    class Meta:
+        indexes = ((("client", "vertical", "product_id"), True),)
+
+
+class ClientBlacklist(BaseModel):
+    """A voucher product the client may not see (contract 5: visibility)."""
+
+    client = ForeignKeyField(Client, backref="blacklist", on_delete="CASCADE")
+    product = ForeignKeyField(VoucherProduct, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("client", "product"), True),)
+
+
+def find_product(vertical, product_id):
+    """The product of that vertical with this id, active or not."""
+    product = PRODUCTS[vertical].get_or_none(PRODUCTS[vertical].id == product_id)
+    if product is None:
+        raise Refused(f"no {vertical} product with id {product_id}")
+    return product
+
+
+def find_client(client_id):
+    if Client.get_or_none(Client.id == client_id) is None:
+        raise Refused(f"no client with id {client_id}")
+
+
+def set_discount(client_id, vertical, product_id, discount):
+    with write_txn():
+        find_client(client_id)
+        find_product(vertical, product_id)
+        ClientDiscount.insert(
+            client=client_id, vertical=vertical, product_id=product_id, discount=discount
+        ).on_conflict(
+            conflict_target=[ClientDiscount.client, ClientDiscount.vertical, ClientDiscount.product_id],
+            preserve=[ClientDiscount.discount],
+        ).execute()
+
+
+def clear_discount(client_id, vertical, product_id):
+    with write_txn():
+        find_client(client_id)
+        find_product(vertical, product_id)
+        removed = (
+            ClientDiscount.delete()
+            .where(
+                (ClientDiscount.client == client_id)
+                & (ClientDiscount.vertical == vertical)
+                & (ClientDiscount.product_id == product_id)
+            )
+            .execute()
+        )
+        if not removed:
+            raise Refused(f"client {client_id} has no discount on {vertical} product {product_id}")
+
+
+def blacklist(client_id, product_id):
+    with write_txn():
+        find_client(client_id)
+        find_product("vouchers", product_id)
+        ClientBlacklist.insert(client=client_id, product=product_id).on_conflict_ignore().execute()
+
+
+def unblacklist(client_id, product_id):
+    with write_txn():
+        find_client(client_id)
+        find_product("vouchers", product_id)
+        removed = (
+            ClientBlacklist.delete()
+            .where((ClientBlacklist.client == client_id) & (ClientBlacklist.product == product_id))
+            .execute()
+        )
+        if not removed:
+            raise Refused(f"voucher product {product_id} is not blacklisted for client {client_id}")
