@@ -38,3 +38,11 @@ class BalanceLimitExceeded(DomainError):
 
 class Refused(DomainError):
     """An operator's request the domain will not carry out; the message says why, in one line."""
+
+
+class InvalidDenomination(DomainError):
+    """The value fits no denomination of the product, or has more decimals than its currency."""
+
+
+class QuantityAboveLimit(DomainError):
+    """The quantity is above the client's bulk limit."""

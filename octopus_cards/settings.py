@@ -9,6 +9,8 @@ import secrets
 from decimal import Decimal
 from pathlib import Path
 
+from octopus_cards.models.suppliers import SUPPLIERS
+
 
 class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
@@ -42,6 +44,7 @@ class Settings:
     bootstrap_client: tuple = dataclasses.field(default=(), repr=False)
     bootstrap_wallets: tuple = ()
     catalog: str = ""
+    supplier: str = "mock"
     prune_interval: int = 3600
     reference_cache_ttl: int = 60
     key_file: str = ""
@@ -80,6 +83,7 @@ class Settings:
             bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
             bootstrap_wallets=parse_bootstrap_wallets(env),
             catalog=parse_catalog(env.get("OCTOPUS_CATALOG", "")),
+            supplier=parse_supplier(env.get("OCTOPUS_SUPPLIER", "")),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
             key_file=key_file,
@@ -175,6 +179,14 @@ def parse_bootstrap_wallets(env):
             "the amount at most 4 decimals"
         )
     return tuple((m.group(1).upper(), Decimal(m.group(2))) for m in matches)
+
+
+def parse_supplier(raw):
+    """The fulfilment supplier by name (contract 12, 14); `mock` is the sandbox's."""
+    name = raw.strip() or "mock"
+    if name not in SUPPLIERS:
+        raise SettingsError(f"OCTOPUS_SUPPLIER must be one of {', '.join(SUPPLIERS)}")
+    return name
 
 
 def parse_catalog(raw):

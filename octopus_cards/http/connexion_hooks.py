@@ -30,8 +30,14 @@ from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from starlette.datastructures import Headers, QueryParams
 
 from octopus_cards.http.errors import invalid_feature, unsupported_media_type
-from octopus_cards.http.runtime import SCOPE_KEY
-from octopus_cards.http.validation import check_body, parse_json, path_id_error, plain_integers, query_error
+from octopus_cards.http.runtime import EXACT_BODY, SCOPE_KEY
+from octopus_cards.http.validation import (
+    check_body,
+    parse_json,
+    path_id_error,
+    plain_integers,
+    query_error,
+)
 
 DOCS_PATH = "/docs"
 
@@ -119,7 +125,11 @@ class BodyValidator(JSONRequestBodyValidator):
             messages.append(message)
             more_body = message.get("more_body", False)
         raw = b"".join(message.get("body", b"") for message in messages)
-        check_body(self._schema, self._validator, parse_json(raw) if raw.strip() else None)
+        empty = not raw.strip()
+        # Checked as connexion checks it (the schema's bounds are floats too); kept with its numbers
+        # exact for the handlers that need them (security.exact_body()).
+        check_body(self._schema, self._validator, None if empty else parse_json(raw))
+        scope[EXACT_BODY] = None if empty else parse_json(raw, exact=True)
         return self._insert_messages(receive, messages=messages), scope
 
 

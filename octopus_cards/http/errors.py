@@ -18,8 +18,10 @@ from octopus_cards.models.exceptions import (
     CurrencyNotConvertible,
     DomainError,
     InsufficientBalance,
+    InvalidDenomination,
     NotFound,
     NoWalletForCurrency,
+    QuantityAboveLimit,
 )
 
 logger = logging.getLogger("octopus_cards.errors")
@@ -127,6 +129,8 @@ DOMAIN_ERRORS = {
     NoWalletForCurrency: lambda exc: bad_request("No wallet available for this currency"),
     CurrencyNotConvertible: lambda exc: bad_request("Currency conversion not available"),
     InsufficientBalance: lambda exc: bad_request("Insufficient wallet balance"),
+    InvalidDenomination: lambda exc: bad_request("Invalid denomination"),
+    QuantityAboveLimit: lambda exc: bad_request("Quantity exceeds the allowed maximum"),
 }
 
 

@@ -5,10 +5,13 @@ import dataclasses
 
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import FEATURES
+from octopus_cards.models.suppliers import supplier_named
 from octopus_cards.settings import RATE_LIMIT_CLASSES, Settings
 
 # Where RequestContext puts the Runtime in each request's scope.
 SCOPE_KEY = "octopus.runtime"
+# Where the body validator leaves the body it parsed, with its numbers as Decimals.
+EXACT_BODY = "octopus.body"
 
 FEATURE = "x-octopus-feature"
 RATE_LIMIT = "x-octopus-rate-limit"
@@ -51,6 +54,7 @@ class Runtime:
     settings: Settings
     codec: TokenCodec
     policies: dict
+    supplier: object  # the fulfilment supplier (models/suppliers.py), chosen by OCTOPUS_SUPPLIER
 
     @classmethod
     def build(cls, settings, spec):
@@ -61,4 +65,4 @@ class Runtime:
             settings.refresh_token_ttl,
             settings.jwt_leeway,
         )
-        return cls(settings, codec, policies(spec))
+        return cls(settings, codec, policies(spec), supplier_named(settings.supplier))

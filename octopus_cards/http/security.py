@@ -8,7 +8,7 @@ from octopus_cards.http.client_address import client_address, is_allowed
 from octopus_cards.http.errors import ip_not_authorized, unauthorized
 from octopus_cards.http.jwt_codec import ACCESS, TokenRejected
 from octopus_cards.http.observability import CURRENT, audit
-from octopus_cards.http.runtime import SCOPE_KEY
+from octopus_cards.http.runtime import EXACT_BODY, SCOPE_KEY
 from octopus_cards.http.throttling import enforce
 from octopus_cards.models import Token, db
 
@@ -22,6 +22,11 @@ def request_scope(request=None):
 def runtime(request=None):
     """The app's Runtime: settings, token codec, operation policies."""
     return request_scope(request)[SCOPE_KEY]
+
+
+def exact_body():
+    """The request body as validated, its numbers as Decimals (connexion's copy has floats)."""
+    return request_scope()[EXACT_BODY]
 
 
 def caller_address(request=None):

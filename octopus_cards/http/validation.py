@@ -3,6 +3,7 @@ messages that name the field. connexion's validators call these (connexion_hooks
 
 import json
 import re
+from decimal import Decimal
 
 from octopus_cards.http.errors import bad_request, syntax_error, validation_error
 
@@ -18,12 +19,14 @@ def _reject_constant(name):
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def parse_json(raw):
-    """Strict JSON from bytes: UTF-8 only, no NaN/Infinity, no lone surrogates, bounded nesting."""
+def parse_json(raw, exact=False):
+    """Strict JSON from bytes: UTF-8 only, no NaN/Infinity, no lone surrogates, bounded nesting;
+    `exact`: numbers with a fraction or exponent as Decimals (money is never a float)."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        number = Decimal if exact else float
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=number)
         if SURROGATE_ESCAPE.search(raw):
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
         return value
     except (UnicodeError, ValueError, RecursionError):
         raise syntax_error() from None

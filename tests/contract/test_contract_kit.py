@@ -56,14 +56,16 @@ def bootstrap():
 @pytest.fixture(scope="module")
 def sandbox(env, bootstrap, tmp_path_factory):
     """`OCTOPUS_BOOTSTRAP_CLIENT=key:secret OCTOPUS_BOOTSTRAP_WALLETS=USD:10000,EUR:10000
-    OCTOPUS_RATE_LIMIT_PROFILE=off octopus-cards serve`, on the session database. Everything else as
-    an integrator runs it: no response validation, the default reference-data cache."""
+    OCTOPUS_CATALOG=demo OCTOPUS_RATE_LIMIT_PROFILE=off octopus-cards serve`, on the session
+    database. Everything else as an integrator runs it: no response validation, the default
+    reference-data cache."""
     settings = {
         name: env[name]
         for name in ("OCTOPUS_DATABASE_URL", "OCTOPUS_JWT_KEYS", "OCTOPUS_SECRET_PEPPER", "OCTOPUS_KEY_FILE")
     }
     settings["OCTOPUS_BOOTSTRAP_CLIENT"] = f"{bootstrap['OCTOPUS_KEY']}:{bootstrap['OCTOPUS_SECRET']}"
     settings["OCTOPUS_BOOTSTRAP_WALLETS"] = "USD:10000,EUR:10000"
+    settings["OCTOPUS_CATALOG"] = "demo"
     settings["OCTOPUS_RATE_LIMIT_PROFILE"] = "off"
     workdir = tmp_path_factory.mktemp("kit-sandbox")
     with LiveServer(settings, workdir / "logs", cwd=workdir, name="kit-sandbox") as live:

@@ -77,6 +77,8 @@ def test_explicit_keys_need_no_key_file(tmp_path):
         ("OCTOPUS_JWT_LEEWAY", "31", "between 0 and 30"),
         ("OCTOPUS_TRUSTED_PROXIES", "10.0.0.0/33", "OCTOPUS_TRUSTED_PROXIES"),
         ("OCTOPUS_VALIDATE_RESPONSES", "maybe", "true or false"),
+        ("OCTOPUS_SUPPLIER", "acme", "OCTOPUS_SUPPLIER must be one of mock"),
+        ("OCTOPUS_CATALOG", "/nonexistent/catalogue.yaml", "OCTOPUS_CATALOG must be demo or a readable"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(tmp_path, name, value, message):
