@@ -1,8 +1,8 @@
 """GET /api/v1/countries, currencies, categories, subcategories (contract 4).
 
-Reference data changes only by migration or operator tooling, and clients may cache it for a
-day (the Cache-Control below); each process keeps the encoded answers for
-OCTOPUS_REFERENCE_CACHE_TTL seconds, so a warm request touches no database beyond the bearer check.
+Clients may cache reference data for a day (the Cache-Control below). Countries and currencies
+change only by migration: each process keeps their encoded answers for OCTOPUS_REFERENCE_CACHE_TTL
+seconds, so a warm request touches no database beyond the bearer check.
 """
 
 import time
@@ -34,10 +34,16 @@ def load(model, ttl):
         return Encoded(model.active(), time.monotonic() + ttl)
 
 
+# Countries and currencies change only by migration. Categories and subcategories change with every
+# catalogue import, which must show in every request that starts after it (contract 15.1, item 39).
+CACHEABLE = (Country, Currency)
+
+
 async def encoded(model):
     entry = CACHE.get(model)
     if entry is None or entry.expires <= time.monotonic():
-        entry = await anyio.to_thread.run_sync(load, model, runtime().settings.reference_cache_ttl)
+        ttl = runtime().settings.reference_cache_ttl if model in CACHEABLE else 0
+        entry = await anyio.to_thread.run_sync(load, model, ttl)
         CACHE[model] = entry
     return entry
 

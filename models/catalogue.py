@@ -13,12 +13,14 @@ from importlib import resources
 
 import jsonschema
 import yaml
+from peewee import fn
 
 from octopus_cards.models.base import db, on_sqlite, write_txn
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import Refused
-from octopus_cards.models.money import money
+from octopus_cards.models.money import decimals, money, plain
 from octopus_cards.models.products import (
+    PRODUCTS,
     VERTICALS,
     Denomination,
     EsimProduct,
@@ -33,7 +35,8 @@ from octopus_cards.models.wallets import ExchangeRate, parse_rate
 SCHEMA = "catalogue.schema.json"
 DEMO = "demo_catalogue.yaml"
 GLOBAL = "GLO"
-MAX_DENOMINATION = Decimal("1000000000")
+# The largest denomination an order may name (contract 5.5), and the largest amount of any kind.
+MAX_AMOUNT = Decimal("1000000000")
 
 
 class CatalogueError(Refused):
@@ -73,14 +76,15 @@ DecimalDumper.add_representer(Decimal, _represent_decimal)
 
 
 def read(text):
-    """The document in `text`, YAML or JSON (JSON is YAML, but read as JSON to keep its numbers exact)."""
+    """The document in `text`: JSON (read as JSON to keep its numbers exact), else YAML."""
+    text = text.removeprefix("\ufeff")
     try:
-        if text.lstrip().startswith("{"):
-            document = json.loads(text, parse_float=Decimal)
-        else:
+        document = json.loads(text, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        try:
             document = yaml.load(text, Loader=DecimalLoader)  # noqa: S506 - a SafeLoader subclass
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CatalogueError(f"not YAML or JSON: {' '.join(str(exc).split())}") from None
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise CatalogueError(f"not YAML or JSON: {' '.join(str(exc).split())}") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -144,7 +148,7 @@ class References:
         return code
 
 
-def amount(where, value, precision=4, minimum=Decimal(0), maximum=None, above=False):
+def amount(where, value, precision=4, minimum=Decimal(0), maximum=MAX_AMOUNT, above=False):
     """A decimal with at most `precision` decimals, within bounds."""
     try:
         number = Decimal(str(value)) if not isinstance(value, Decimal) else value
@@ -152,12 +156,12 @@ def amount(where, value, precision=4, minimum=Decimal(0), maximum=None, above=Fa
         number = None
     if number is None or not number.is_finite():
         raise CatalogueError(f"{where}: not a number")
-    if -number.normalize().as_tuple().exponent > precision:
+    if decimals(number) > precision:
         raise CatalogueError(f"{where}: at most {precision} decimals")
     if number < minimum or (above and number == minimum):
-        raise CatalogueError(f"{where}: must be {'above' if above else 'at least'} {minimum}")
-    if maximum is not None and number > maximum:
-        raise CatalogueError(f"{where}: must be at most {maximum}")
+        raise CatalogueError(f"{where}: must be {'>' if above else '>='} {minimum}")
+    if number > maximum:
+        raise CatalogueError(f"{where}: must be <= {maximum}")
     return money(number)
 
 
@@ -174,6 +178,33 @@ def unique(where, entries, key):
         seen.add(value)
 
 
+def unique_names(where, entries):
+    """An entry without an id is found by its name: no other entry may have it."""
+    seen = {}  # name -> whether an entry without an id had it
+    for index, entry in enumerate(entries):
+        name, without_id = entry["name"], "id" not in entry
+        if name in seen and (without_id or seen[name]):
+            raise CatalogueError(f"{where}[{index}]: {name!r} appears twice")
+        seen[name] = seen.get(name, False) or without_id
+
+
+def existing_id(model, entry):
+    """The id of the stored row the entry names (by id, else by name), or None."""
+    if "id" in entry:
+        return entry["id"] if model.select().where(model.id == entry["id"]).exists() else None
+    row = model.select(model.id).where(model.name == entry["name"]).order_by(model.id).first()
+    return None if row is None else row.id
+
+
+def check_variant_ids(where, entry, product_model, variant_model, owner_field):
+    """A variant id the file gives must be new, or a variant of this very product."""
+    owner = existing_id(product_model, entry)
+    for index, variant in enumerate(entry["variants"]):
+        stored = variant_model.get_or_none(variant_model.id == variant["id"]) if "id" in variant else None
+        if stored is not None and getattr(stored, owner_field.name + "_id") != owner:
+            raise CatalogueError(f"{where}.variants[{index}].id: {variant['id']} is a variant of another product")
+
+
 def check_references(document, refs):
     for index, rate in enumerate(document.get("exchange_rates", [])):
         where = f"exchange_rates[{index}]"
@@ -188,7 +219,10 @@ def check_references(document, refs):
     for vertical in VERTICALS:
         entries = document.get(vertical, [])
         unique(vertical, entries, lambda entry: entry.get("id"))
-        unique(vertical, entries, lambda entry: None if "id" in entry else entry["name"])
+        unique_names(vertical, entries)
+        if vertical in VARIANTS:
+            every = [variant for entry in entries for variant in entry["variants"]]
+            unique(f"{vertical}[*].variants", every, lambda variant: variant.get("id"))
     for index, entry in enumerate(document.get("vouchers", [])):
         check_voucher(f"vouchers[{index}]", entry, refs)
     for index, entry in enumerate(document.get("topups", [])):
@@ -204,7 +238,7 @@ def check_voucher(where, entry, refs):
         at = f"{where}.denominations[{index}]"
         for key in ("min", "max", "value"):
             if key in denomination:
-                amount(f"{at}.{key}", denomination[key], precision, maximum=MAX_DENOMINATION, above=True)
+                amount(f"{at}.{key}", denomination[key], precision, above=True)
         if "min" in denomination and Decimal(str(denomination["min"])) > Decimal(str(denomination["max"])):
             raise CatalogueError(f"{at}: min must not exceed max")
         percent(f"{at}.discount", denomination.get("discount", 0))
@@ -214,7 +248,8 @@ def check_topup(where, entry, refs):
     refs.country(f"{where}.country", entry["country"], allow_global=True)
     refs.currency(f"{where}.currency", entry["currency"])
     unique(f"{where}.input_fields", entry.get("input_fields", []), lambda field: field["name"])
-    unique(f"{where}.variants", entry["variants"], lambda variant: variant.get("id"))
+    unique_names(f"{where}.variants", entry["variants"])
+    check_variant_ids(where, entry, TopupProduct, TopupVariant, TopupVariant.product)
     for index, variant in enumerate(entry["variants"]):
         at = f"{where}.variants[{index}]"
         if variant.get("currency", entry["currency"]) != entry["currency"]:
@@ -238,7 +273,8 @@ def check_topup(where, entry, refs):
 def check_esim(where, entry, refs):
     refs.country(f"{where}.country", entry["country"], allow_global=True)
     _, precision = refs.currency(f"{where}.currency", entry["currency"])
-    unique(f"{where}.variants", entry["variants"], lambda variant: variant.get("id"))
+    unique_names(f"{where}.variants", entry["variants"])
+    check_variant_ids(where, entry, EsimProduct, EsimVariant, EsimVariant.esim_product)
     for index, variant in enumerate(entry["variants"]):
         at = f"{where}.variants[{index}]"
         amount(f"{at}.amount", variant["amount"], precision, above=True)
@@ -268,9 +304,10 @@ class Counts:
         return {**result, "deactivated": self.deactivated}
 
 
-def upsert(model, entry, values, parent=None):
+def upsert(model, entry, values, reserved, parent=None):
     """The row `entry` names (by id, else by name, within `parent`), created or brought to
-    `values`; returns (row, created, changed)."""
+    `values`; returns (row, created, changed). A new row without an id of its own gets one above
+    every id the table has and every id the file gives (`reserved`), so it takes none of them."""
     query = model.select()
     if parent is not None:
         field, owner = parent
@@ -282,8 +319,11 @@ def upsert(model, entry, values, parent=None):
     else:
         row = query.where(model.name == entry["name"]).order_by(model.id).first()
     if row is None:
-        identity = {"id": entry["id"]} if "id" in entry else {}
-        return model.create(**identity, **values), True, True
+        if "id" in entry:
+            new_id = entry["id"]
+        else:
+            new_id = max(model.select(fn.MAX(model.id)).scalar() or 0, reserved.get(model, 0)) + 1
+        return model.create(id=new_id, **values), True, True
     changed = {name: value for name, value in values.items() if row.__data__.get(name) != value}
     if changed:
         model.update(**changed).where(model.id == row.id).execute()
@@ -302,7 +342,7 @@ def named(model, name):
     return (row or model.create(name=name)).id
 
 
-def import_voucher(entry, refs):
+def import_voucher(entry, refs, reserved):
     currency_id, _ = refs.currencies[entry["currency"]]
     values = {
         "name": entry["name"],
@@ -318,7 +358,7 @@ def import_voucher(entry, refs):
         "is_active": entry.get("active", True),
         "mock": scenario(entry),
     }
-    row, created, changed = upsert(VoucherProduct, entry, values)
+    row, created, changed = upsert(VoucherProduct, entry, values, reserved)
     wanted = [
         (money(d.get("min", d.get("value"))), money(d.get("max", d.get("value"))), money(d.get("discount", 0)))
         for d in entry["denominations"]
@@ -335,7 +375,7 @@ def import_voucher(entry, refs):
     return row, created, changed or wanted != stored, []
 
 
-def import_topup(entry, refs):
+def import_topup(entry, refs, reserved):
     currency_id, _ = refs.currencies[entry["currency"]]
     values = {
         "name": entry["name"],
@@ -347,7 +387,7 @@ def import_topup(entry, refs):
         "is_active": entry.get("active", True),
         "mock": scenario(entry),
     }
-    row, created, changed = upsert(TopupProduct, entry, values)
+    row, created, changed = upsert(TopupProduct, entry, values, reserved)
     variant_ids = []
     for variant in entry["variants"]:
         fixed = variant.get("fixed_amounts") or []
@@ -359,20 +399,20 @@ def import_topup(entry, refs):
             "currency": currency_id,
             "min_amount": None if fixed else money(variant["min_amount"]),
             "max_amount": None if fixed else money(variant["max_amount"]),
-            "fixed_amounts": [f"{money(value).normalize():f}" for value in fixed],
+            "fixed_amounts": [str(plain(money(value))) for value in fixed],
             "available_in": list(variant.get("available_in", [])),
             "fields": dict(variant.get("fields", {})),
             "discount": money(variant.get("discount", 0)),
             "is_active": variant.get("active", True),
         }
         parent = (TopupVariant.product, row.id)
-        stored, variant_created, variant_changed = upsert(TopupVariant, variant, variant_values, parent)
+        stored, variant_created, variant_changed = upsert(TopupVariant, variant, variant_values, reserved, parent)
         variant_ids.append(stored.id)
         changed = changed or variant_created or variant_changed
     return row, created, changed, variant_ids
 
 
-def import_esim(entry, refs):
+def import_esim(entry, refs, reserved):
     currency_id, _ = refs.currencies[entry["currency"]]
     values = {
         "name": entry["name"],
@@ -382,7 +422,7 @@ def import_esim(entry, refs):
         "is_active": entry.get("active", True),
         "mock": scenario(entry),
     }
-    row, created, changed = upsert(EsimProduct, entry, values)
+    row, created, changed = upsert(EsimProduct, entry, values, reserved)
     variant_ids = []
     for variant in entry["variants"]:
         variant_values = {
@@ -397,7 +437,7 @@ def import_esim(entry, refs):
             "is_active": variant.get("active", True),
         }
         parent = (EsimVariant.esim_product, row.id)
-        stored, variant_created, variant_changed = upsert(EsimVariant, variant, variant_values, parent)
+        stored, variant_created, variant_changed = upsert(EsimVariant, variant, variant_values, reserved, parent)
         variant_ids.append(stored.id)
         changed = changed or variant_created or variant_changed
     return row, created, changed, variant_ids
@@ -420,10 +460,24 @@ def deactivate_missing(vertical, model, kept, kept_variants):
     return count
 
 
+def reserved_ids(document):
+    """The largest id the file gives, by table."""
+    found = {}
+    for vertical, model in PRODUCTS.items():
+        for entry in document.get(vertical, []):
+            found[model] = max(found.get(model, 0), entry.get("id", 0))
+            if vertical in VARIANTS:
+                variant_model = VARIANTS[vertical][0]
+                for variant in entry["variants"]:
+                    found[variant_model] = max(found.get(variant_model, 0), variant.get("id", 0))
+    return found
+
+
 def import_catalogue(text, deactivate=False):
     """Import a catalogue file in one transaction; returns the counts of contract 16.4."""
     document = validate(text)
     counts = Counts()
+    reserved = reserved_ids(document)
     with write_txn():
         refs = References.load()
         for rate in document.get("exchange_rates", []):
@@ -434,7 +488,7 @@ def import_catalogue(text, deactivate=False):
             kept, kept_variants = [], []
             for index, entry in enumerate(document.get(vertical, [])):
                 try:
-                    row, created, changed, variant_ids = IMPORTERS[vertical](entry, refs)
+                    row, created, changed, variant_ids = IMPORTERS[vertical](entry, refs, reserved)
                 except CatalogueError as error:
                     raise CatalogueError(f"{vertical}[{index}]: {error}") from None
                 counts.created[vertical] += created
@@ -442,12 +496,9 @@ def import_catalogue(text, deactivate=False):
                 kept.append(row.id)
                 kept_variants += variant_ids
             if deactivate:
-                counts.deactivated += deactivate_missing(vertical, PRODUCTS_OF[vertical], kept, kept_variants)
+                counts.deactivated += deactivate_missing(vertical, PRODUCTS[vertical], kept, kept_variants)
         advance_sequences()
     return counts.report()
-
-
-PRODUCTS_OF = {"vouchers": VoucherProduct, "topups": TopupProduct, "esim": EsimProduct}
 
 
 def advance_sequences():
@@ -469,7 +520,7 @@ def demo_text():
 
 def import_demo_if_empty():
     """The demo catalogue, imported when the catalogue has no product yet; None otherwise."""
-    if any(model.select().exists() for model in PRODUCTS_OF.values()):
+    if any(model.select().exists() for model in PRODUCTS.values()):
         return None
     return import_catalogue(demo_text())
 

@@ -23,10 +23,20 @@ def money(value):
     return amount
 
 
+def decimals(value):
+    """How many decimals a finite Decimal needs: trailing zeros do not count (`1.50` needs 1)."""
+    return max(0, -value.normalize().as_tuple().exponent)
+
+
+def plain(value):
+    """A Decimal as the exact JSON number it is: no exponent, no trailing zeros (rates, percentages)."""
+    return None if value is None else Decimal(f"{value.normalize():f}")
+
+
 def in_units(amount, precision):
     """`{AMOUNT}` of the remarks (15.1, 36): trailing zeros removed, never fewer decimals than the
     currency's precision: 97.50, 4.275, 1.2345, JPY 5000."""
-    places = max(precision, -money(amount).normalize().as_tuple().exponent)
+    places = max(precision, decimals(money(amount)))
     return f"{money(amount):.{places}f}"
 
 

@@ -66,12 +66,12 @@ def select_wallet(wallets, product_currency, default_currency=None, wallet_id=No
     return chosen
 
 
-def forex_rate(rates, source_currency, destination_currency):
-    """The rate from `source_currency` to `destination_currency` in `rates` ({(from, to): rate}),
+def forex_rate(lookup, source_currency, destination_currency):
+    """The rate from `source_currency` to `destination_currency` as `lookup(from, to)` finds it,
     None when they match."""
     if source_currency == destination_currency:
         return None
-    rate = rates.get((source_currency, destination_currency))
+    rate = lookup(source_currency, destination_currency)
     if rate is None:
         raise CurrencyNotConvertible()
     return rate

@@ -9,7 +9,7 @@ commands, and every request reads it afresh (contract 15.1, item 39).
 import dataclasses
 from decimal import Decimal
 
-from peewee import JOIN, fn
+from peewee import JOIN
 
 from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import (
@@ -17,7 +17,7 @@ from octopus_cards.models.exceptions import (
     NotFound,
     QuantityAboveLimit,
 )
-from octopus_cards.models.money import in_units, money
+from octopus_cards.models.money import decimals, in_units, plain
 from octopus_cards.models.pricing import charges, forex_rate, select_wallet
 from octopus_cards.models.products import ClientBlacklist, ClientDiscount, Denomination, VoucherProduct
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
@@ -99,15 +99,11 @@ def public(product, denominations, own_discount):
             {
                 "min_value": Decimal(in_units(d.min_value, precision)),
                 "max_value": Decimal(in_units(d.max_value, precision)),
-                "discount": plain_percent(max(d.discount, own_discount or 0)),
+                "discount": plain(max(d.discount, own_discount or 0)),
             }
             for d in denominations
         ],
     }
-
-
-def plain_percent(value):
-    return Decimal(f"{money(value).normalize():f}")
 
 
 SORT_KEYS = {
@@ -124,10 +120,8 @@ def shelf_page(client_id, shelf, page, limit):
         query = query.where(VoucherProduct.country == shelf.country_id)
     if shelf.currency_id is not None:
         query = query.where(VoucherProduct.currency == shelf.currency_id)
-    if shelf.category is not None:
-        query = query.where(fn.LOWER(Category.name) == shelf.category.lower())
     products = list(query)
-    if shelf.category is not None:  # LOWER is ASCII-only on SQLite: the exact rule is casefold equality
+    if shelf.category is not None:  # in Python: SQL's LOWER knows only ASCII on SQLite
         products = [p for p in products if p.category.name.casefold() == shelf.category.casefold()]
     if shelf.search:
         needle = shelf.search.casefold()
@@ -159,7 +153,7 @@ def matching_range(product, denomination):
     """The first denomination entry containing the value, if the value respects the currency's
     precision (contract 5.4, 15.1 item 26); None otherwise. `denomination` is an int or a Decimal."""
     denomination = Decimal(denomination)
-    if -denomination.normalize().as_tuple().exponent > product.currency.precision:
+    if decimals(denomination) > product.currency.precision:
         return None
     for entry in ranges([product.id]).get(product.id, []):
         if entry.min_value <= denomination <= entry.max_value:
@@ -201,13 +195,7 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
         raise QuantityAboveLimit()
     default_currency = client.default_currency.currency if client.default_currency_id else None
     wallet = select_wallet(wallets, product.currency.currency, default_currency, wallet_id)
-    rates = {}
-    if wallet.currency != product.currency.currency:
-        destination = Currency.get(Currency.currency == wallet.currency)
-        rate = ExchangeRate.lookup(product.currency_id, destination.id)
-        if rate is not None:
-            rates[(product.currency.currency, wallet.currency)] = rate
-    rate = forex_rate(rates, product.currency.currency, wallet.currency)
+    rate = forex_rate(ExchangeRate.between, product.currency.currency, wallet.currency)
     discount = max(entry.discount, client_discounts(client_id).get(product.id, 0))
     quoted = charges(Decimal(denomination), quantity, discount, product.currency.currency, wallet.currency, rate)
 
@@ -221,7 +209,7 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
         "non_discounted_total": product_money(quoted.non_discounted_total),
         "discount_amount": product_money(quoted.discount_amount),
         "total_amount": product_money(quoted.total_amount),
-        "discount": plain_percent(quoted.discount),
+        "discount": plain(quoted.discount),
         "gst_amount": product_money(quoted.gst_amount),
         "total_payable": wallet_money(quoted.total_payable),
         "max_quantity": client.bulk_limit,
@@ -230,7 +218,7 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
         "charges_details": {
             "source_currency": quoted.source_currency,
             "destination_currency": quoted.destination_currency,
-            "forex_rate": None if rate is None else Decimal(f"{rate.normalize():f}"),
+            "forex_rate": plain(rate),
             "conversion_fee": None if quoted.conversion_fee is None else wallet_money(quoted.conversion_fee),
         },
     }

@@ -8,9 +8,9 @@ covers match a row. A wallet's balance is always the sum of its transactions.
 
 from decimal import Decimal, InvalidOperation
 
-from peewee import Case, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField, fn
+from peewee import Case, CharField, DateTimeField, ForeignKeyField, IntegerField, IntegrityError, TextField, fn
 
-from octopus_cards.models.base import BaseModel, utcnow, write_txn
+from octopus_cards.models.base import BaseModel, db, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import timestamp
 from octopus_cards.models.events import WALLET_CREDITED, WALLET_DEBITED, Event
@@ -20,7 +20,7 @@ from octopus_cards.models.exceptions import (
     NotFound,
     Refused,
 )
-from octopus_cards.models.money import SCALE, MoneyField, in_units, money
+from octopus_cards.models.money import SCALE, MoneyField, decimals, in_units, money, plain
 from octopus_cards.models.reference_data import Currency
 
 PREPAID, POSTPAID = "PREPAID", "POSTPAID"
@@ -47,14 +47,9 @@ def parse_rate(text):
         rate = Decimal(text)
     except InvalidOperation:
         rate = None
-    if rate is None or not rate.is_finite() or not 0 < rate < MAX_RATE or -rate.as_tuple().exponent > RATE_PLACES:
+    if rate is None or not rate.is_finite() or not 0 < rate < MAX_RATE or decimals(rate) > RATE_PLACES:
         raise Refused(f"invalid rate {text!r}: a number above 0 and below {MAX_RATE}, at most {RATE_PLACES} decimals")
     return rate
-
-
-def plain(rate):
-    """A rate as an exact JSON number: no exponent, no trailing zeros."""
-    return None if rate is None else Decimal(f"{rate.normalize():f}")
 
 
 class ExchangeRate(BaseModel):
@@ -112,6 +107,19 @@ class ExchangeRate(BaseModel):
         )
         return None if row is None else Decimal(row.rate)
 
+    @classmethod
+    def between(cls, source_code, destination_code):
+        """The rate from one currency code to another, or None."""
+        source, destination = Currency.alias(), Currency.alias()
+        rate = (
+            cls.select(cls.rate)
+            .join(source, on=cls.source_currency == source.id)
+            .join_from(cls, destination, on=cls.destination_currency == destination.id)
+            .where((source.currency == source_code) & (destination.currency == destination_code))
+            .scalar()
+        )
+        return None if rate is None else Decimal(rate)
+
 
 class Wallet(BaseModel):
     client = ForeignKeyField(Client, backref="wallets", on_delete="CASCADE")
@@ -134,7 +142,11 @@ class Wallet(BaseModel):
                 raise Refused(f"no client with id {client_id}")
             if cls.select().where((cls.client == client_id) & (cls.currency == currency)).exists():
                 raise Refused(f"client {client_id} already has a {currency.currency} wallet")
-            return cls.create(client=client_id, currency=currency, type=wallet_type)
+            try:
+                with db.atomic():
+                    return cls.create(client=client_id, currency=currency, type=wallet_type)
+            except IntegrityError:  # another process opened it between the check and the insert
+                raise Refused(f"client {client_id} already has a {currency.currency} wallet") from None
 
     @classmethod
     def open_funded(cls, client_id, currency_code, amount, note):

@@ -19,6 +19,7 @@ from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet, catalog
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import DomainError
+from octopus_cards.models.money import decimals
 from octopus_cards.models.products import VERTICALS
 from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
 from octopus_cards.settings import Settings, SettingsError, parse_network
@@ -77,7 +78,7 @@ def amount_arg(text):
         amount = Decimal(text)
     except InvalidOperation:
         amount = None
-    if amount is None or not amount.is_finite() or amount <= 0 or -amount.as_tuple().exponent > 4:
+    if amount is None or not amount.is_finite() or amount <= 0 or decimals(amount) > 4:
         raise argparse.ArgumentTypeError(f"invalid amount {text!r}: a number above 0 with at most 4 decimals")
     return amount
 
@@ -88,7 +89,7 @@ def percent_arg(text):
         percent = Decimal(text)
     except InvalidOperation:
         percent = None
-    if percent is None or not percent.is_finite() or not 0 <= percent <= 100 or -percent.as_tuple().exponent > 4:
+    if percent is None or not percent.is_finite() or not 0 <= percent <= 100 or decimals(percent) > 4:
         raise argparse.ArgumentTypeError(f"invalid percentage {text!r}: 0 to 100 with at most 4 decimals")
     return percent
 
@@ -405,6 +406,7 @@ def create_demo_client(settings):
     with models.db.connection_context():
         if Client.select().exists():
             return
+        catalogue.import_demo_if_empty()
         usd = active_currency("USD")
         client, secret = Client.provision(settings.secret_pepper, "demo", features=FEATURES, default_currency=usd)
         wallets = [Wallet.open_funded(client.id, code, DEMO_BALANCE, "Demo balance") for code in DEMO_WALLETS]
@@ -449,8 +451,6 @@ def serve(args, settings):
             counts = catalogue.import_catalogue(text)
         logging.getLogger("octopus_cards").info("catalogue %s imported: %s", settings.catalog, json.dumps(counts))
     if args.demo:
-        with models.db.connection_context():
-            catalogue.import_demo_if_empty()
         create_demo_client(settings)
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir(args.port)
@@ -513,7 +513,12 @@ def fresh_metrics_dir(port):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # An operator command's stderr is its one line of refusal, if any (contract 15.1, item 38): the
+    # log, migrations applied on the way included, speaks only for the server and maintenance.
+    quiet = args.command in ("client", "wallet", "fx", "catalog")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         settings = Settings.from_env()
         models.connect(settings.database_url)

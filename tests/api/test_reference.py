@@ -161,21 +161,39 @@ def test_leading_zeros_are_the_same_id(api, auth):
     assert api.get("/api/v1/currencies/001", headers=auth).json()["currency"] == "USD"
 
 
-def test_reference_answers_are_cached_for_the_configured_time(migrated, new_client):
+def test_countries_and_currencies_are_cached_for_the_configured_time(migrated, new_client):
     cached_app = create_app(make_settings(migrated, OCTOPUS_REFERENCE_CACHE_TTL=60))
     _, key, secret = new_client()
     with cached_app.test_client(client=TEST_PEER) as api:
         token = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
         reference.CACHE.clear()
-        before = api.get("/api/v1/subcategories", headers=bearer(token)).json()
+        before = api.get("/api/v1/currencies", headers=bearer(token)).json()
         with models.db.connection_context():
-            row = Subcategory.create(name="Fresh")
+            row = Currency.create(name="Fresh", currency="ZZQ", precision=2)
         try:
-            assert api.get("/api/v1/subcategories", headers=bearer(token)).json() == before
-            assert api.get(f"/api/v1/subcategories/{row.id}", headers=bearer(token)).status_code == 404
+            assert api.get("/api/v1/currencies", headers=bearer(token)).json() == before
+            assert api.get(f"/api/v1/currencies/{row.id}", headers=bearer(token)).status_code == 404
             reference.CACHE.clear()  # what the TTL's expiry does
-            assert {"id": row.id, "name": "Fresh"} in api.get("/api/v1/subcategories", headers=bearer(token)).json()
+            fresh = {"id": row.id, "name": "Fresh", "currency": "ZZQ", "precision": 2}
+            assert fresh in api.get("/api/v1/currencies", headers=bearer(token)).json()
         finally:
             with models.db.connection_context():
                 row.delete_instance()
             reference.CACHE.clear()
+
+
+def test_categories_and_subcategories_are_never_cached(migrated, new_client):
+    """A catalogue import may add them, and every later request must see it (contract 15.1, item 39)."""
+    cached_app = create_app(make_settings(migrated, OCTOPUS_REFERENCE_CACHE_TTL=60))
+    _, key, secret = new_client()
+    with cached_app.test_client(client=TEST_PEER) as api:
+        token = api.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
+        api.get("/api/v1/subcategories", headers=bearer(token))
+        with models.db.connection_context():
+            row = Subcategory.create(name="Fresh")
+        try:
+            assert {"id": row.id, "name": "Fresh"} in api.get("/api/v1/subcategories", headers=bearer(token)).json()
+            assert api.get(f"/api/v1/subcategories/{row.id}", headers=bearer(token)).status_code == 200
+        finally:
+            with models.db.connection_context():
+                row.delete_instance()

@@ -6,6 +6,7 @@ import secrets
 
 import pytest
 import yaml
+from peewee import fn
 
 from octopus_cards import models
 from octopus_cards.models import EsimVariant, TopupProduct, TopupVariant, VoucherProduct, catalogue
@@ -144,8 +145,40 @@ def test_deactivate_missing_never_deletes(migrated):
 
 BAD = [
     (
+        {
+            "esim": [
+                {
+                    "name": "e",
+                    "country": "GLO",
+                    "currency": "USD",
+                    "variants": [{"name": "v", "amount": 1000000000000000, "data_amount_gb": 1, "validity_days": 1}],
+                }
+            ]
+        },
+        "esim[0].variants[0].amount: must be <= 1000000000",
+    ),
+    ({"vouchers": [voucher("x", validity="v" * 256)]}, "vouchers[0].validity: " + repr("v" * 256) + " is too long"),
+    ({"vouchers": [voucher("Same", id=1), voucher("Same")]}, "vouchers[1]: 'Same' appears twice"),
+    (
+        {
+            "topups": [
+                {
+                    "name": "t",
+                    "type": "GAMING",
+                    "country": "GLO",
+                    "currency": "USD",
+                    "variants": [
+                        {"name": "v", "fixed_amounts": ["1"]},
+                        {"name": "v", "min_amount": 1, "max_amount": 2},
+                    ],
+                }
+            ]
+        },
+        "topups[0].variants[1]: 'v' appears twice",
+    ),
+    (
         {"vouchers": [voucher("x", denominations=[{"min": 0, "max": 5}])]},
-        "vouchers[0].denominations[0].min: must be above 0",
+        "vouchers[0].denominations[0].min: must be > 0",
     ),
     (
         {"vouchers": [voucher("x", denominations=[{"min": 9, "max": 5}])]},
@@ -161,7 +194,7 @@ BAD = [
     ),
     (
         {"vouchers": [voucher("x", denominations=[{"value": 5, "discount": 101}])]},
-        "vouchers[0].denominations[0].discount: must be at most 100",
+        "vouchers[0].denominations[0].discount: must be <= 100",
     ),
     (
         {"vouchers": [voucher("x", country="GLO")]},
@@ -254,42 +287,33 @@ def test_every_refusal_names_the_place_and_changes_nothing(migrated, document, m
         assert catalogue.export() == before
 
 
-@pytest.mark.parametrize("text", ["- a list", "{not json", "key: [unclosed", "vouchers: 5"])
+@pytest.mark.parametrize("text", ["- a list", "{not json: [", "key: [unclosed", "vouchers: 5"])
 def test_unreadable_or_misshapen_files_are_refused(migrated, text):
     with models.db.connection_context(), pytest.raises(CatalogueError):
         catalogue.import_catalogue(text)
 
 
-def test_a_later_broken_entry_rolls_back_the_earlier_ones(migrated):
-    good, clash = unique_name("Good"), unique_name("Clash")
-    imported(
-        {
-            "topups": [
-                {
-                    "name": clash,
-                    "type": "GAMING",
-                    "country": "GLO",
-                    "currency": "USD",
-                    "variants": [{"id": 880_000 + secrets.randbelow(10_000), "name": "v", "fixed_amounts": ["1"]}],
-                }
-            ]
-        }
-    )
+def test_a_later_failing_entry_rolls_back_the_earlier_ones(migrated, monkeypatch):
+    """The import is one transaction: a failure on the last entry leaves nothing of the first."""
+    good = unique_name("Good")
+
+    def failing(entry, refs, reserved):
+        raise CatalogueError("the database refused it")
+
+    monkeypatch.setitem(catalogue.IMPORTERS, "esim", failing)
+    document = {
+        "vouchers": [voucher(good)],
+        "esim": [
+            {
+                "name": unique_name("E"),
+                "country": "GLO",
+                "currency": "USD",
+                "variants": [{"name": "v", "amount": 1, "data_amount_gb": 1, "validity_days": 1}],
+            }
+        ],
+    }
     with models.db.connection_context():
-        taken = TopupVariant.select().join(TopupProduct).where(TopupProduct.name == clash).get().id
-        document = {
-            "vouchers": [voucher(good)],
-            "topups": [
-                {
-                    "name": unique_name("Other"),
-                    "type": "GAMING",
-                    "country": "GLO",
-                    "currency": "USD",
-                    "variants": [{"id": taken, "name": "v", "fixed_amounts": ["1"]}],
-                }
-            ],
-        }
-        with pytest.raises(CatalogueError, match="belongs to another product"):
+        with pytest.raises(CatalogueError, match="esim\\[0\\]: the database refused it"):
             catalogue.import_catalogue(json.dumps(document))
         assert not VoucherProduct.select().where(VoucherProduct.name == good).exists()
 
@@ -307,3 +331,52 @@ def test_export_imports_back_to_the_same(migrated):
         assert catalogue.export() == exported
         assert yaml.safe_load(catalogue.dump(exported)) is not None
         assert json.loads(catalogue.dump(exported, as_json=True))["vouchers"]
+
+
+def test_new_entries_never_take_an_id_the_file_gives(migrated):
+    """An entry without an id listed before one with an id must not take that id (17.2): the file
+    imports the same way every time, and a second import changes nothing."""
+    with models.db.connection_context():
+        top = VoucherProduct.select(fn.MAX(VoucherProduct.id)).scalar() or 0
+    first, second = unique_name("First"), unique_name("Second")
+    document = {"vouchers": [voucher(first), voucher(second, id=top + 1)]}
+    assert imported(document)["vouchers"] == {"created": 2, "updated": 0}
+    assert imported(document)["vouchers"] == {"created": 0, "updated": 0}
+    with models.db.connection_context():
+        assert VoucherProduct.get_by_id(top + 1).name == second
+        assert VoucherProduct.get(VoucherProduct.name == first).id > top + 1
+
+
+def test_a_variant_id_of_another_product_is_refused_at_validation(migrated):
+    owner = unique_name("Owner")
+    variant_id = 870_000 + secrets.randbelow(10_000)
+    imported(
+        {
+            "esim": [
+                {
+                    "name": owner,
+                    "country": "GLO",
+                    "currency": "USD",
+                    "variants": [{"id": variant_id, "name": "v", "amount": 1, "data_amount_gb": 1, "validity_days": 1}],
+                }
+            ]
+        }
+    )
+    thief = {
+        "esim": [
+            {
+                "name": unique_name("Thief"),
+                "country": "GLO",
+                "currency": "USD",
+                "variants": [{"id": variant_id, "name": "v", "amount": 1, "data_amount_gb": 1, "validity_days": 1}],
+            }
+        ]
+    }
+    with models.db.connection_context(), pytest.raises(CatalogueError) as refused:
+        catalogue.validate(json.dumps(thief))
+    assert str(refused.value) == f"esim[0].variants[0].id: {variant_id} is a variant of another product"
+
+
+@pytest.mark.parametrize("text", ["{vouchers: []}", '\ufeff{"vouchers": []}', "vouchers: []\n"])
+def test_flow_yaml_and_json_with_a_byte_order_mark_are_read(text):
+    assert catalogue.read(text) == {"vouchers": []}

@@ -42,3 +42,9 @@ def test_a_bad_catalogue_setting_stops_the_server_with_one_line(env, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().endswith("OCTOPUS_CATALOG must be demo or a readable catalogue file, not "
                                         f"'{tmp_path / 'missing.yaml'}'")  # fmt: skip
+
+
+def test_a_refusal_on_a_fresh_database_is_still_one_line(env, fresh_database):
+    """The migrations that run first log nothing on an operator command's stderr (15.1, item 38)."""
+    done = run_cli(dict(env, OCTOPUS_DATABASE_URL=fresh_database("refusal")), "client", "set", "7", "--bulk-limit", "5")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "octopus-cards: no client with id 7\n")

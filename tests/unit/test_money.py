@@ -148,7 +148,11 @@ def test_wallet_selection_refusals():
 
 def test_forex_rate_lookup():
     rates = {("USD", "EUR"): D("0.92")}
-    assert forex_rate(rates, "USD", "USD") is None
-    assert forex_rate(rates, "USD", "EUR") == D("0.92")
+
+    def lookup(source, destination):
+        return rates.get((source, destination))
+
+    assert forex_rate(lookup, "USD", "USD") is None
+    assert forex_rate(lookup, "USD", "EUR") == D("0.92")
     with pytest.raises(CurrencyNotConvertible):
-        forex_rate(rates, "EUR", "USD")  # the reverse is a rate of its own
+        forex_rate(lookup, "EUR", "USD")  # the reverse is a rate of its own
