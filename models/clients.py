@@ -14,6 +14,7 @@ from peewee import (
 )
 
 from octopus_cards.models.base import BaseModel, Prepared, db, utcnow
+from octopus_cards.models.exceptions import Refused
 from octopus_cards.models.reference_data import Currency
 
 FEATURES = ("vouchers", "topups", "esim")
@@ -65,6 +66,14 @@ class Client(BaseModel):
             for feature in features:
                 client.enable_feature(feature)
         return client, secret
+
+    @classmethod
+    def find(cls, client_id):
+        """The client with this id; Refused (one line for the operator) when there is none."""
+        client = cls.get_or_none(cls.id == client_id)
+        if client is None:
+            raise Refused(f"no client with id {client_id}")
+        return client
 
     def rotate_secret(self, pepper, secret=None):
         secret = secret or new_secret()

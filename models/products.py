@@ -134,14 +134,9 @@ def find_product(vertical, product_id):
     return product
 
 
-def find_client(client_id):
-    if Client.get_or_none(Client.id == client_id) is None:
-        raise Refused(f"no client with id {client_id}")
-
-
 def set_discount(client_id, vertical, product_id, discount):
     with write_txn():
-        find_client(client_id)
+        Client.find(client_id)
         find_product(vertical, product_id)
         ClientDiscount.insert(
             client=client_id, vertical=vertical, product_id=product_id, discount=discount
@@ -153,7 +148,7 @@ def set_discount(client_id, vertical, product_id, discount):
 
 def clear_discount(client_id, vertical, product_id):
     with write_txn():
-        find_client(client_id)
+        Client.find(client_id)
         find_product(vertical, product_id)
         removed = (
             ClientDiscount.delete()
@@ -170,14 +165,14 @@ def clear_discount(client_id, vertical, product_id):
 
 def blacklist(client_id, product_id):
     with write_txn():
-        find_client(client_id)
+        Client.find(client_id)
         find_product("vouchers", product_id)
         ClientBlacklist.insert(client=client_id, product=product_id).on_conflict_ignore().execute()
 
 
 def unblacklist(client_id, product_id):
     with write_txn():
-        find_client(client_id)
+        Client.find(client_id)
         find_product("vouchers", product_id)
         removed = (
             ClientBlacklist.delete()

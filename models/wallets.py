@@ -138,8 +138,7 @@ class Wallet(BaseModel):
             raise Refused(f"invalid wallet type {wallet_type!r}: PREPAID or POSTPAID")
         currency = active_currency(currency_code)
         with write_txn():
-            if Client.get_or_none(Client.id == client_id) is None:
-                raise Refused(f"no client with id {client_id}")
+            Client.find(client_id)
             if cls.select().where((cls.client == client_id) & (cls.currency == currency)).exists():
                 raise Refused(f"client {client_id} already has a {currency.currency} wallet")
             try:

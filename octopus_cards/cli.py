@@ -276,13 +276,6 @@ def print_table(clients):
     Console(width=160).print(table)
 
 
-def find_client(client_id):
-    client = Client.get_or_none(Client.id == client_id)
-    if client is None:
-        raise CliError(f"no client with id {client_id}")
-    return client
-
-
 def run_client_action(args, settings):
     if args.action == "create":
         currency = active_currency(args.default_currency) if args.default_currency else None
@@ -297,7 +290,7 @@ def run_client_action(args, settings):
     elif args.action == "set":
         if args.default_currency is None and args.bulk_limit is None:
             raise CliError("client set needs --default-currency or --bulk-limit")
-        client = find_client(args.id)
+        client = Client.find(args.id)
         currency = active_currency(args.default_currency) if args.default_currency else None
         client.configure(currency, args.bulk_limit)
         print(f"client {client.id}: default currency {client.default_currency_code}, bulk limit {client.bulk_limit}")
@@ -308,7 +301,7 @@ def run_client_action(args, settings):
         else:
             print_table(clients)
     elif args.action == "rotate-secret":
-        client = find_client(args.id)
+        client = Client.find(args.id)
         secret = client.rotate_secret(settings.secret_pepper)
         print_client({"client_id": client.id, "api_key": client.api_key, "api_secret": secret}, args.json)
     elif args.action == "set-discount":
@@ -321,7 +314,7 @@ def run_client_action(args, settings):
         (products.blacklist if args.action == "blacklist" else products.unblacklist)(args.id, args.product_id)
         print(f"client {args.id}: voucher product {args.product_id} {args.action}ed")
     else:
-        client = find_client(args.id)
+        client = Client.find(args.id)
         {
             "allow-ip": lambda: client.allow_network(args.cidr),
             "remove-ip": lambda: client.remove_network(args.cidr),
