@@ -1,10 +1,12 @@
-"""GET /api/v1/products, /api/v1/products/{id}; POST …/availability and …/charges (contract 5.1-5.4)."""
+"""GET /api/v1/products, /api/v1/products/{id}; POST …/availability and …/charges; POST and GET
+/api/v1/orders, GET /api/v1/orders/{id} (contract 5)."""
 
 from octopus_cards.http.responses import json_body, paginated
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.http.sorting import shelf_order
-from octopus_cards.models import db, vouchers
+from octopus_cards.models import db, orders, vouchers
 from octopus_cards.models.encoding import dumps
+from octopus_cards.worker import fulfil_now
 
 
 @db.connection_context()
@@ -36,3 +38,28 @@ def quote_charges(token_info, product_id):
     quoted = vouchers.quote(token_info["client_id"], product_id, body["denomination"], body["quantity"],
                             body.get("wallet_id"))  # fmt: skip
     return json_body(dumps(quoted).encode())
+
+
+@db.connection_context()
+def create_order(token_info):
+    body, rt, client_id = exact_body(), runtime(), token_info["client_id"]
+    sync = body["quantity"] <= orders.SYNC_QUANTITY
+    order_id = orders.place(
+        client_id, body["product_id"], body["denomination"], body["quantity"], rt.supplier, body.get("wallet_id"),
+        body.get("client_reference"), body.get("email"),
+        hold=rt.settings.voucher_sync_deadline + rt.settings.job_lease if sync else None,
+    )  # fmt: skip
+    if sync:
+        fulfil_now(order_id, rt)
+    return json_body(dumps(orders.one_for(client_id, order_id)).encode(), status=201)
+
+
+@db.connection_context()
+def list_orders(token_info, page=1, limit=50, status=None, product_id=None, client_reference=None):
+    items, total = orders.page_for(token_info["client_id"], status, product_id, client_reference, page, limit)
+    return paginated(items, page, limit, total)
+
+
+@db.connection_context()
+def get_order(token_info, order_id):
+    return json_body(dumps(orders.one_for(token_info["client_id"], order_id)).encode())

@@ -46,3 +46,11 @@ class InvalidDenomination(DomainError):
 
 class QuantityAboveLimit(DomainError):
     """The quantity is above the client's bulk limit."""
+
+
+class DuplicateReference(DomainError):
+    """The client already used this client_reference in the vertical (contract 11)."""
+
+
+class InsufficientStock(DomainError):
+    """Fewer codes in stock, or the supplier says none, than the order asks for."""

@@ -178,8 +178,18 @@ class PayingWallet:
     precision: int
 
 
-def quote(client_id, product_id, denomination, quantity, wallet_id=None):
-    """The charges object of contract 5.4, in the order of checks of 1.10 (resources, then rules)."""
+@dataclasses.dataclass(frozen=True)
+class Priced:
+    product: VoucherProduct
+    wallet: PayingWallet
+    bulk_limit: int
+    charges: object  # pricing.Charges
+
+
+def price(client_id, product_id, denomination, quantity, wallet_id=None, before_rules=None):
+    """What `quantity` codes of `denomination` cost the client, and from which wallet, checked in
+    the order of contract 1.10: the resources (404s), then `before_rules` (an order's duplicate
+    reference), then the business rules."""
     product = product_for(client_id, product_id)
     rows = (
         Wallet.select(Wallet.id, Currency.currency, Currency.precision).join(Currency).where(Wallet.client == client_id)
@@ -187,6 +197,8 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
     wallets = [PayingWallet(id_, code, precision) for id_, code, precision in rows.tuples()]
     if wallet_id is not None and all(wallet.id != wallet_id for wallet in wallets):
         raise NotFound("Wallet")
+    if before_rules is not None:
+        before_rules()
     entry = matching_range(product, denomination)
     if entry is None:
         raise InvalidDenomination()
@@ -198,6 +210,13 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
     rate = forex_rate(ExchangeRate.between, product.currency.currency, wallet.currency)
     discount = max(entry.discount, client_discounts(client_id).get(product.id, 0))
     quoted = charges(Decimal(denomination), quantity, discount, product.currency.currency, wallet.currency, rate)
+    return Priced(product, wallet, client.bulk_limit, quoted)
+
+
+def quote(client_id, product_id, denomination, quantity, wallet_id=None):
+    """The charges object of contract 5.4."""
+    priced = price(client_id, product_id, denomination, quantity, wallet_id)
+    product, wallet, quoted = priced.product, priced.wallet, priced.charges
 
     def product_money(amount):
         return Decimal(in_units(amount, product.currency.precision))
@@ -212,13 +231,13 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
         "discount": plain(quoted.discount),
         "gst_amount": product_money(quoted.gst_amount),
         "total_payable": wallet_money(quoted.total_payable),
-        "max_quantity": client.bulk_limit,
+        "max_quantity": priced.bulk_limit,
         "net_amount": wallet_money(quoted.net_amount),
         "handling_fee_amount": wallet_money(quoted.handling_fee_amount),
         "charges_details": {
             "source_currency": quoted.source_currency,
             "destination_currency": quoted.destination_currency,
-            "forex_rate": plain(rate),
+            "forex_rate": plain(quoted.forex_rate),
             "conversion_fee": None if quoted.conversion_fee is None else wallet_money(quoted.conversion_fee),
         },
     }

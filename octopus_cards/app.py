@@ -14,6 +14,7 @@ from octopus_cards.http.middleware import BodyLimit, RequestContext, RouteGuard
 from octopus_cards.http.runtime import Runtime
 from octopus_cards.openapi import load_spec
 from octopus_cards.settings import Settings
+from octopus_cards.worker import work_forever
 
 logger = logging.getLogger("octopus_cards")
 
@@ -30,12 +31,14 @@ async def prune_periodically(interval):
             logger.exception("pruning failed")
 
 
-def lifespan_for(settings):
+def lifespan_for(runtime):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         async with anyio.create_task_group() as tasks:
-            if settings.prune_interval:
-                tasks.start_soon(prune_periodically, settings.prune_interval)
+            if runtime.settings.prune_interval:
+                tasks.start_soon(prune_periodically, runtime.settings.prune_interval)
+            if runtime.settings.background:
+                tasks.start_soon(work_forever, runtime)
             yield
             tasks.cancel_scope.cancel()
 
@@ -46,9 +49,10 @@ def create_app(settings=None):
     settings = settings or Settings.from_env()
     models.connect(settings.database_url)
     spec = load_spec()
+    runtime = Runtime.build(settings, spec)
     app = AsyncApp(
         __name__,
-        lifespan=lifespan_for(settings),
+        lifespan=lifespan_for(runtime),
         middlewares=connexion_hooks.middleware_stack(settings.swagger_ui),
     )
     connexion_hooks.install(app)
@@ -64,9 +68,7 @@ def create_app(settings=None):
         ),
     )
     errors.register(app)
-    app.add_middleware(
-        RequestContext, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=Runtime.build(settings, spec)
-    )
+    app.add_middleware(RequestContext, position=MiddlewarePosition.BEFORE_EXCEPTION, runtime=runtime)
     app.add_middleware(BodyLimit, position=MiddlewarePosition.BEFORE_ROUTING, max_bytes=settings.max_body_bytes)
     app.add_middleware(RouteGuard, position=MiddlewarePosition.BEFORE_ROUTING, paths=spec["paths"])
     return app

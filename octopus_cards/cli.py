@@ -15,7 +15,7 @@ from pathlib import Path
 from peewee import DatabaseError
 
 from octopus_cards import models
-from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet, catalogue, products
+from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet, catalogue, orders, products
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import DomainError
@@ -115,6 +115,7 @@ def build_parser():
 
     commands.add_parser("migrate", help="apply pending database migrations")
     commands.add_parser("prune", help="delete token records expired for over a day and stale rate-limit counters")
+    commands.add_parser("worker", help="run background work (fulfilment) without serving HTTP")
 
     serve = commands.add_parser("serve", help="migrate, then serve the API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -223,6 +224,21 @@ def build_parser():
     removal.add_argument("source")
     removal.add_argument("destination")
     fx.add_parser("list", help="list the rates").add_argument("--json", action="store_true", help="print JSON")
+
+    order = commands.add_parser("order", help="inspect and cancel orders").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    listed = order.add_parser("list", help="list orders, newest first")
+    listed.add_argument("--client", type=client_id_arg, metavar="ID")
+    listed.add_argument("--vertical", type=vertical_arg)
+    listed.add_argument("--status", choices=orders.STATUSES)
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    for action, help_text in (("show", "print one order, without its codes"), ("cancel", "cancel a PENDING order")):
+        sub = order.add_parser(action, help=help_text)
+        sub.add_argument("vertical", type=vertical_arg)
+        sub.add_argument("id", type=id_arg("order"))
+        if action == "show":
+            sub.add_argument("--json", action="store_true", help="print JSON")
 
     catalog = commands.add_parser("catalog", help="validate, import and export the catalogue").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -377,6 +393,24 @@ def run_catalog_action(args):
         print(f"deactivated: {counts['deactivated']}")
 
 
+def run_order_action(args):
+    if args.action == "list":
+        rows = [] if args.vertical not in (None, "vouchers") else orders.operator_listing(args.client, args.status)
+        if args.json:
+            print(dumps(rows))
+        for row in [] if args.json else rows:
+            print("{vertical}\t{id}\tclient {client_id}\t{status}\t{created_at}".format(**row))
+        return
+    if args.vertical != "vouchers":
+        raise CliError(f"no {args.vertical} order with id {args.id}")
+    if args.action == "show":
+        shown = orders.operator_view(args.id)
+        print(dumps(shown) if args.json else "\n".join(f"{key}: {value}" for key, value in shown.items()))
+    else:
+        orders.cancel(args.id)
+        print(f"vouchers order {args.id}: CANCELLED, refunded")
+
+
 def read_file(path):
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -462,6 +496,21 @@ def serve(args, settings):
     )
 
 
+def run_worker(settings):
+    """`octopus-cards worker`: the background work of `serve`, without HTTP, until stopped."""
+    import anyio
+
+    from octopus_cards.http.runtime import Runtime
+    from octopus_cards.openapi import load_spec
+    from octopus_cards.worker import work_forever
+
+    logging.getLogger("octopus_cards").info("worker started")
+    try:
+        anyio.run(work_forever, Runtime.build(settings, load_spec()))
+    except KeyboardInterrupt:
+        pass
+
+
 def worker_app():
     """The app of one `serve` worker process, pinned first to its CPU if OCTOPUS_WORKER_CPUS says so.
 
@@ -508,7 +557,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     # An operator command's stderr is its one line of refusal, if any (contract 15.1, item 38): the
     # log, migrations applied on the way included, speaks only for the server and maintenance.
-    quiet = args.command in ("client", "wallet", "fx", "catalog")
+    quiet = args.command in ("client", "wallet", "fx", "catalog", "order")
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -523,7 +572,9 @@ def main(argv=None):
             print(f"pruned {tokens} expired token records and {hits} rate-limit hits")
         if args.command == "serve":
             return serve(args, settings)
-        if args.command in ("client", "wallet", "fx", "catalog"):
+        if args.command == "worker":
+            return run_worker(settings)
+        if args.command in ("client", "wallet", "fx", "catalog", "order"):
             with models.db.connection_context():
                 if args.command == "client":
                     run_client_action(args, settings)
@@ -531,6 +582,8 @@ def main(argv=None):
                     run_wallet_action(args)
                 elif args.command == "fx":
                     run_fx_action(args)
+                elif args.command == "order":
+                    run_order_action(args)
                 else:
                     run_catalog_action(args)
     except (CliError, SettingsError, DomainError) as exc:

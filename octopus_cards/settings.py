@@ -45,6 +45,10 @@ class Settings:
     bootstrap_wallets: tuple = ()
     catalog: str = ""
     supplier: str = "mock"
+    voucher_sync_deadline: float = 10.0
+    fulfilment_retry_schedule: tuple = (1.0, 5.0, 30.0, 120.0, 600.0)
+    job_lease: int = 30
+    background: bool = True
     prune_interval: int = 3600
     reference_cache_ttl: int = 60
     key_file: str = ""
@@ -84,6 +88,12 @@ class Settings:
             bootstrap_wallets=parse_bootstrap_wallets(env),
             catalog=parse_catalog(env.get("OCTOPUS_CATALOG", "")),
             supplier=parse_supplier(env.get("OCTOPUS_SUPPLIER", "")),
+            voucher_sync_deadline=parse_seconds(env, "OCTOPUS_VOUCHER_SYNC_DEADLINE", cls.voucher_sync_deadline),
+            fulfilment_retry_schedule=parse_schedule(
+                env, "OCTOPUS_FULFILMENT_RETRY_SCHEDULE", cls.fulfilment_retry_schedule
+            ),
+            job_lease=parse_int(env, "OCTOPUS_JOB_LEASE", cls.job_lease, 1, 86400),
+            background=parse_bool(env, "OCTOPUS_BACKGROUND", cls.background),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
             key_file=key_file,
@@ -179,6 +189,33 @@ def parse_bootstrap_wallets(env):
             "the amount at most 4 decimals"
         )
     return tuple((m.group(1).upper(), Decimal(m.group(2))) for m in matches)
+
+
+def parse_seconds(env, name, default):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise SettingsError(f"{name} must be a number of seconds from 0 to 3600")
+    return value
+
+
+def parse_schedule(env, name, default):
+    """Seconds before each retry, comma-separated, decimals allowed (contract 14, 15.1 item 30)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        delays = (-1.0,)
+    if not all(0 <= delay <= 86400 for delay in delays):
+        raise SettingsError(f"{name} must be comma-separated seconds, each from 0 to 86400")
+    return delays
 
 
 def parse_supplier(raw):

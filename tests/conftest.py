@@ -45,6 +45,8 @@ def base_env(database_url, tmp_path_factory):
         "OCTOPUS_RATE_LIMIT_PROFILE": "off",
         # Tests change reference rows and expect to see it at once.
         "OCTOPUS_REFERENCE_CACHE_TTL": "0",
+        # Background work runs where a test asks for it (tests/api/test_orders.py, e2e workers).
+        "OCTOPUS_BACKGROUND": "false",
     }
 
 

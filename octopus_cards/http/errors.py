@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 from octopus_cards.models.exceptions import (
     CurrencyNotConvertible,
     DomainError,
+    DuplicateReference,
     InsufficientBalance,
+    InsufficientStock,
     InvalidDenomination,
     NotFound,
     NoWalletForCurrency,
@@ -130,6 +132,8 @@ DOMAIN_ERRORS = {
     CurrencyNotConvertible: lambda exc: bad_request("Currency conversion not available"),
     InsufficientBalance: lambda exc: bad_request("Insufficient wallet balance"),
     InvalidDenomination: lambda exc: bad_request("Invalid denomination"),
+    DuplicateReference: lambda exc: bad_request("Duplicate client_reference"),
+    InsufficientStock: lambda exc: bad_request("Insufficient stock"),
     QuantityAboveLimit: lambda exc: bad_request("Quantity exceeds the allowed maximum"),
 }
 

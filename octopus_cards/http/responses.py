@@ -17,9 +17,9 @@ def compact_json(value):
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def json_body(body, headers=None):
+def json_body(body, headers=None, status=200):
     """Already-encoded JSON."""
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def paginated(items, page_number, per_page, total):

@@ -144,7 +144,15 @@ def test_schemathesis_kit_passes(sandbox, bootstrap, tmp_path):
     report = json.loads(json_path.read_text())
     assert report["exit_code"] == 0 and report["complete"] is True
     assert report["failures"] == [] and report["errors"] == []
-    assert not any(report["warnings"].values()), report["warnings"]
+    # The one warning the kit's configuration explains: lists, quotes and orders that break a
+    # business rule (contract 5.1, 5.4, 5.5) are 400s, which schemathesis may read as a mismatch.
+    explained = {"GET /api/v1/products", "POST /api/v1/products/{product_id}/charges", "POST /api/v1/orders"}
+    unexpected = {
+        kind: found
+        for kind, found in report["warnings"].items()
+        if found and not (kind == "validation_mismatch" and set(found) <= explained)
+    }
+    assert not unexpected, report["warnings"]
     # Logout was fuzzed with the live token and revoked it; the kit logged in again and went on.
     logouts = [e for e in access_log(sandbox) if e["path"] == "/auth/logout" and e["status"] == 200]
     assert logouts, "no fuzzed logout succeeded"

@@ -51,12 +51,13 @@ HYPOTHESIS_SETTINGS = {
 SCHEMATHESIS_CONFIG = {
     "generation": {"deterministic": True, "database": "none"},
     "operations": [
-        # A schema-valid list or quote can still break a business rule (a sort the server cannot
-        # read, a denomination that fits no range, a quantity above the bulk limit: 5.1, 5.4), and
-        # a generated product id is usually no product: 400 and 404 are answers there.
+        # A schema-valid list, quote or order can still break a business rule (a sort the server
+        # cannot read, a denomination that fits no range, a quantity above the bulk limit, a used
+        # client_reference: 5.1, 5.4, 5.5), and a generated product id is usually no product: 400
+        # and 404 are answers there.
         {
-            "include-path": ["/api/v1/products", "/api/v1/products/{product_id}/charges"],
-            "checks": {"positive_data_acceptance": {"expected-statuses": [200, 400, 404]}},
+            "include-path": ["/api/v1/products", "/api/v1/products/{product_id}/charges", "/api/v1/orders"],
+            "checks": {"positive_data_acceptance": {"expected-statuses": [200, 201, 400, 404]}},
         }
     ],
 }
@@ -342,7 +343,14 @@ def test_bodiless_operations_ignore_content_type(app, fuzzing_credentials, metho
         }
         # Path ids name rows the client may see: the first of their list, or reference row 1.
         auth = {"Authorization": headers["Authorization"]}
-        lists = {"{transaction_id}": "/api/v1/transactions", "{product_id}": "/api/v1/products"}
+        if "{order_id}" in path:  # the client's own order, placed for the purpose
+            body = {"product_id": 1001, "denomination": 25, "quantity": 1}
+            assert http.post("/api/v1/orders", json=body, headers=auth).status_code == 201
+        lists = {
+            "{transaction_id}": "/api/v1/transactions",
+            "{product_id}": "/api/v1/products",
+            "{order_id}": "/api/v1/orders",
+        }
         listing = next((listed for name, listed in lists.items() if name in path), None)
         path_id = http.get(listing, headers=auth).json()[0]["id"] if listing else 1
         response = http.request(method, re.sub(r"\{[^}]+\}", str(path_id), path), headers=headers)

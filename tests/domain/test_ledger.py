@@ -35,6 +35,11 @@ def open_wallet(client, currency="USD", kind=PREPAID, funds=0):
     return wallet.id
 
 
+def unused_order_id():
+    """An order id no real order of the session has (their ledger rows share the unique index)."""
+    return 1_000_000_000 + secrets.randbelow(1_000_000_000)
+
+
 def state(wallet_id):
     with models.db.connection_context():
         balance = Wallet.get_by_id(wallet_id).amount
@@ -49,7 +54,7 @@ def test_a_credit_and_a_debit_write_balance_transaction_and_event(client):
     wallet_id = open_wallet(client)
     with models.db.connection_context():
         credited = Wallet.post(wallet_id, CREDIT, D("100.005"), "Operator credit")
-        debited = Wallet.post(wallet_id, DEBIT, D("0.225"), "Order #5", order=("vouchers", 5))
+        debited = Wallet.post(wallet_id, DEBIT, D("0.225"), "Order #5", order=("vouchers", unused_order_id()))
     assert credited["remarks"] == "USD Wallet credited by amount 100.005 - Operator credit"
     assert debited["remarks"] == "USD Wallet debited by amount 0.225 - Order #5"
     assert (debited["transaction_type"], debited["status"], debited["amount"]) == ("DEBIT", "COMPLETED", D("0.225"))
@@ -111,13 +116,13 @@ def test_amounts_out_of_range_are_refused(client, amount):
 
 
 def test_an_order_is_debited_at_most_once(client):
-    wallet_id = open_wallet(client, funds=100)
+    wallet_id, order_id = open_wallet(client, funds=100), unused_order_id()
     with models.db.connection_context():
-        Wallet.post(wallet_id, DEBIT, D(10), "Order #9", order=("vouchers", 9))
+        Wallet.post(wallet_id, DEBIT, D(10), "Order #9", order=("vouchers", order_id))
         with pytest.raises(peewee.IntegrityError):
-            Wallet.post(wallet_id, DEBIT, D(10), "Order #9", order=("vouchers", 9))
-        Wallet.post(wallet_id, CREDIT, D(10), "Refund for Order #9", order=("vouchers", 9))
-        Wallet.post(wallet_id, DEBIT, D(10), "Topup Order #9", order=("topups", 9))
+            Wallet.post(wallet_id, DEBIT, D(10), "Order #9", order=("vouchers", order_id))
+        Wallet.post(wallet_id, CREDIT, D(10), "Refund for Order #9", order=("vouchers", order_id))
+        Wallet.post(wallet_id, DEBIT, D(10), "Topup Order #9", order=("topups", order_id))
     balance, transactions, events, consistent = state(wallet_id)
     assert balance == D(90) and len(transactions) == 4 and len(events) == 4 and consistent
 

@@ -78,6 +78,12 @@ def test_explicit_keys_need_no_key_file(tmp_path):
         ("OCTOPUS_TRUSTED_PROXIES", "10.0.0.0/33", "OCTOPUS_TRUSTED_PROXIES"),
         ("OCTOPUS_VALIDATE_RESPONSES", "maybe", "true or false"),
         ("OCTOPUS_SUPPLIER", "acme", "OCTOPUS_SUPPLIER must be one of mock"),
+        ("OCTOPUS_VOUCHER_SYNC_DEADLINE", "-1", "from 0 to 3600"),
+        ("OCTOPUS_VOUCHER_SYNC_DEADLINE", "soon", "from 0 to 3600"),
+        ("OCTOPUS_FULFILMENT_RETRY_SCHEDULE", "1,x", "comma-separated seconds"),
+        ("OCTOPUS_FULFILMENT_RETRY_SCHEDULE", "1,-2", "comma-separated seconds"),
+        ("OCTOPUS_JOB_LEASE", "0", "between 1 and"),
+        ("OCTOPUS_BACKGROUND", "sometimes", "true or false"),
         ("OCTOPUS_CATALOG", "/nonexistent/catalogue.yaml", "OCTOPUS_CATALOG must be demo or a readable"),
     ],
 )
@@ -114,3 +120,15 @@ def test_worker_cpus_are_auto_or_cpus_this_process_may_use(tmp_path):
 def test_workers_are_dealt_round_the_cpus(monkeypatch, process_name, cpu):
     monkeypatch.setattr(multiprocessing.current_process(), "name", process_name)
     assert worker_cpu((4, 6)) == cpu
+
+
+def test_fulfilment_settings(tmp_path):
+    env = {"OCTOPUS_KEY_FILE": str(tmp_path / "keys"), "OCTOPUS_JWT_KEYS": f"k:{KEY}"}
+    defaults = Settings.from_env(env)
+    assert (defaults.voucher_sync_deadline, defaults.fulfilment_retry_schedule) == (
+        10.0,
+        (1.0, 5.0, 30.0, 120.0, 600.0),
+    )
+    assert (defaults.job_lease, defaults.background, defaults.supplier) == (30, True, "mock")
+    tuned = Settings.from_env({**env, "OCTOPUS_FULFILMENT_RETRY_SCHEDULE": "0.5, 2", "OCTOPUS_BACKGROUND": "off"})
+    assert (tuned.fulfilment_retry_schedule, tuned.background) == ((0.5, 2.0), False)

@@ -1,0 +1,75 @@
+"""Background work that loses nothing (contract 12, 15.1 items 30, 31, 49): a job row written in
+the same transaction as the change that needs it, claimed with a lease, so any number of processes
+and instances may work the queue; a job whose process died is taken over once its lease expires."""
+
+import datetime
+
+from peewee import CharField, DateTimeField, IntegerField, TextField
+
+from octopus_cards.models.base import BaseModel, on_sqlite, utcnow, write_txn
+
+
+class Job(BaseModel):
+    kind = CharField()
+    subject_id = IntegerField()
+    attempts = IntegerField(default=0)
+    run_after = DateTimeField()
+    locked_until = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    last_error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("kind", "subject_id"), True), (("finished_at", "run_after"), False))
+
+    @classmethod
+    def enqueue(cls, kind, subject_id, held_for=None):
+        """Queue work on `subject_id`; call inside the transaction of the change. `held_for`
+        (seconds) claims it at once for the caller, who runs it right away."""
+        now = utcnow()
+        held = None if held_for is None else now + datetime.timedelta(seconds=held_for)
+        return cls.create(kind=kind, subject_id=subject_id, run_after=now, locked_until=held,
+                          attempts=0 if held is None else 1)  # fmt: skip
+
+    @classmethod
+    def claim(cls, lease, limit=4):
+        """Up to `limit` due jobs, each leased to the caller for `lease` seconds."""
+        now = utcnow()
+        due = (
+            cls.select()
+            .where(
+                cls.finished_at.is_null()
+                & (cls.run_after <= now)
+                & (cls.locked_until.is_null() | (cls.locked_until < now))
+            )
+            .order_by(cls.run_after, cls.id)
+            .limit(limit)
+        )
+        with write_txn():
+            jobs = list(due if on_sqlite() else due.for_update(skip_locked=True))
+            until = now + datetime.timedelta(seconds=lease)
+            for job in jobs:
+                cls.update(locked_until=until, attempts=cls.attempts + 1).where(cls.id == job.id).execute()
+                job.attempts += 1
+        return jobs
+
+    def renew(self, lease):
+        """Keep the claim while the job runs (a finished or rescheduled job is left alone)."""
+        until = utcnow() + datetime.timedelta(seconds=lease)
+        with write_txn():
+            Job.update(locked_until=until).where(
+                (Job.id == self.id) & Job.finished_at.is_null() & Job.locked_until.is_null(False)
+            ).execute()
+
+    def finish(self):
+        with write_txn():
+            Job.update(finished_at=utcnow(), locked_until=None).where(Job.id == self.id).execute()
+
+    def retry_after(self, seconds, error):
+        run_after = utcnow() + datetime.timedelta(seconds=seconds)
+        with write_txn():
+            Job.update(run_after=run_after, locked_until=None, last_error=error).where(Job.id == self.id).execute()
+
+    @classmethod
+    def pending(cls):
+        return cls.select().where(cls.finished_at.is_null()).count()
