@@ -101,10 +101,12 @@ FORGED_TOKENS = {
 def session(app, settings):
     """A real client and tokens, for attacks that start from something valid."""
     from octopus_cards import models
-    from octopus_cards.models import Client
+    from octopus_cards.models import Client, catalogue
 
     with models.db.connection_context():
         client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers",))
+        models.Wallet.open_funded(client.id, "USD", 1000, "hostile")  # so orders reach the database
+        catalogue.import_catalogue(catalogue.demo_text())
     with app.test_client(client=TEST_PEER) as api:
         tokens = api.post("/auth/login", json={"username": client.api_key, "password": secret}).json()["data"]
     return {"client": client, "secret": secret, **tokens}
@@ -375,3 +377,69 @@ def test_any_bytes_as_a_login_body_are_refused(api, raw):
     response = api.post("/auth/login", content=raw, headers={"Content-Type": "application/json"})
     assert 400 <= response.status_code < 500
     assert response.headers["content-type"] == "application/json"
+
+
+# -- the voucher endpoints: sort JSON, huge quantities, precision abuse, unicode -------------------
+
+HOSTILE_ORDER_BODIES = [
+    '{"product_id": 1001, "denomination": 1e400, "quantity": 1}',
+    '{"product_id": 1001, "denomination": -1e400, "quantity": 1}',
+    '{"product_id": 1001, "denomination": 1e-400, "quantity": 1}',
+    '{"product_id": 1001, "denomination": 10.1234567890123456789012345678901234567890, "quantity": 1}',
+    '{"product_id": 1001, "denomination": 0.00000000000000000000000001, "quantity": 1}',
+    '{"product_id": 1001, "denomination": -0.0, "quantity": 1}',
+    '{"product_id": 1001, "denomination": 1000000000.0000000000000001, "quantity": 1}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1e2}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 99999999999999999999999999}',
+    '{"product_id": 1001, "denomination": 50, "quantity": -0}',
+    '{"product_id": 1001, "denomination": 50, "quantity": true}',
+    '{"product_id": "1001", "denomination": 50, "quantity": 1}',
+    '{"product_id": {"$gt": 0}, "denomination": 50, "quantity": 1}',
+    '{"product_id": [1001], "denomination": 50, "quantity": 1}',
+    '{"product_id": 1001, "denomination": "50", "quantity": 1}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "wallet_id": -1}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "wallet_id": 1e30}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": "caf\\u00e9"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": "a\\u0000b"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": "\\ud83d\\udca9"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": "' + "x" * 256 + '"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": null}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "email": "\\u00fc@\\u00fc.de\\u0000"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "email": "' + "a" * 250 + '@b.cd"}',
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "extra": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"product_id": 1001, "denomination": 50, "quantity": 1, "product_id": "again"}',
+    "[]",
+    '"order"',
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_ORDER_BODIES)
+@pytest.mark.parametrize(
+    "path", ["/api/v1/orders", "/api/v1/products/1001/charges", "/api/v1/products/1001/availability"]
+)
+def test_hostile_voucher_bodies(api, session, path, raw):
+    """Never a 5xx: refused in the envelope, or (a field the operation does not read) answered."""
+    headers = {**bearer(session["access_token"]), "Content-Type": "application/json"}
+    response = api.post(path, content=raw.encode(), headers=headers)
+    assert response.status_code < 500, response.text[:200]
+    if response.status_code >= 400:
+        assert_refused(response)
+
+
+HOSTILE_SORTS = [
+    '{"Field": "name", "Direction": {"$ne": 1}}', "[" * 3000, '{"Field": "name", "Field": "__class__"}', "null",
+    '{"Field": "name\\u0000"}', '{"Field": "ｎａｍｅ"}', "{" + '"a":1,' * 2000 + '"Field":"id"}', "1e400",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sort", HOSTILE_SORTS)
+def test_hostile_sorts(api, session, sort):
+    response = api.get("/api/v1/products", params={"sort": sort}, headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "sort is invalid"
+
+
+@pytest.mark.parametrize("query", ["sort=%ED%A0%80", "sort=%FF%FE", "sort=%7B%22Field%22%3A%22name%22%7D%00"])
+def test_sorts_that_are_not_text(api, session, query):
+    response = api.get(f"/api/v1/products?{query}", headers=bearer(session["access_token"]))
+    assert_refused(response, 400)

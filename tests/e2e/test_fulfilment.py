@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -163,3 +164,41 @@ def test_kill_9_of_the_server_with_orders_in_flight(env, slow_product, tmp_path)
         server.start()
         wait_settled(ids, timeout=120)
     assert_fulfilled_once(ids, wallet_id)
+
+
+def test_concurrent_orders_across_two_server_workers(env, tmp_path):
+    """64 orders at once, over HTTP, spread over two worker processes, against a PREPAID wallet
+    funded for exactly 16: 16 are created, 48 refused, and the balance ends at exactly 0."""
+    product_id = 6_000_000 + secrets.randbelow(1_000_000)
+    catalogue = tmp_path / "plain.json"
+    catalogue.write_text(json.dumps({"vouchers": [{
+        "id": product_id, "name": f"Plain {product_id}", "category": "Shopping", "country": "USA", "currency": "USD",
+        "denominations": [{"min": 1, "max": 100}]}]}))  # fmt: skip
+    settings = dict(env, OCTOPUS_BACKGROUND="false")
+    cli_json(settings, "catalog", "import", str(catalogue), "--json")
+    client = cli_json(settings, "client", "create", "--name", f"race-{secrets.token_hex(3)}", "--feature", "vouchers",
+                      "--json")  # fmt: skip
+    wallet = cli_json(settings, "wallet", "create", str(client["client_id"]), "USD", "--json")
+    cli_json(settings, "wallet", "credit", str(wallet["id"]), "80", "--json")  # 16 orders of 5
+    with LiveServer(settings, tmp_path / "logs", workers=2, name="two-workers") as server:
+        with server.client() as http:
+            login = {"username": client["api_key"], "password": client["api_secret"]}
+            token = http.post("/auth/login", json=login).json()["data"]["access_token"]
+        barrier, answers = threading.Barrier(64), []
+
+        def create():
+            with server.client() as own:
+                barrier.wait()
+                body = {"product_id": product_id, "denomination": 5, "quantity": 1}
+                answers.append(own.post("/api/v1/orders", json=body, headers={"Authorization": f"Bearer {token}"}))
+
+        threads = [threading.Thread(target=create) for _ in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(r.status_code for r in answers) == [201] * 16 + [400] * 48, [r.text for r in answers][:3]
+    assert {r.json()["error"]["message"] for r in answers if r.status_code == 400} == {"Insufficient wallet balance"}
+    with models.db.connection_context():
+        assert models.Wallet.get_by_id(wallet["id"]).amount == 0
+        assert models.Wallet.balance_matches_ledger(wallet["id"])
