@@ -131,8 +131,8 @@ def test_a_lease_is_renewed_while_a_slow_call_runs(env, tmp_path):
     catalogue = tmp_path / "slower.json"
     catalogue.write_text(json.dumps({"vouchers": [{
         "id": product_id, "name": f"Slower {product_id}", "category": "Shopping", "country": "USA", "currency": "USD",
-        "denominations": [{"min": 1, "max": 100}], "mock": {"delay": 4}}]}))  # fmt: skip
-    settings = dict(env, OCTOPUS_BACKGROUND="false", OCTOPUS_JOB_LEASE="1")
+        "denominations": [{"min": 1, "max": 100}], "mock": {"delay": 5}}]}))  # fmt: skip
+    settings = dict(env, OCTOPUS_BACKGROUND="false", OCTOPUS_JOB_LEASE="2")
     cli_json(settings, "catalog", "import", str(catalogue), "--json")
     with LiveServer(settings, tmp_path / "logs", name="lease") as server:
         ids, wallet_id = place_orders(server, settings, product_id, 1)

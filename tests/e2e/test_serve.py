@@ -549,13 +549,15 @@ def test_rate_limits_are_shared_by_every_worker(env, logs):
     limited = dict(env, OCTOPUS_RATE_LIMIT_PROFILE="sandbox", OCTOPUS_RATE_LIMITS="login=5")
     with LiveServer(limited, logs, workers=2, name="shared-limits") as server:
         statuses, served_by = [], set()
-        for _ in range(12):
+        # The kernel deals new connections to the workers as it likes: keep asking (the limit only
+        # grows the run of 429s) until both have answered.
+        while len(statuses) < 12 or (len(served_by) < 2 and len(statuses) < 200):
             with server.client() as http:
                 response = login(http, client["api_key"], "wrong-secret")
                 statuses.append(response.status_code)
                 served_by.add(server.serving_pid(client_port_of(response)))
         assert len(served_by) == 2, "both workers must have answered for this test to mean anything"
-        assert statuses == [401] * 5 + [429] * 7, statuses
+        assert statuses == [401] * 5 + [429] * (len(statuses) - 5), statuses
         assert_error(
             response,
             429,
