@@ -40,6 +40,12 @@ def in_units(amount, precision):
     return f"{money(amount):.{places}f}"
 
 
+def shown(amount, precision):
+    """An amount as the API and the events write it: an exact JSON number with at least the
+    currency's precision (`50.00`, `4.275`, JPY `5000`)."""
+    return Decimal(in_units(amount, precision))
+
+
 class MoneyField(BigIntegerField):
     """A money column stored as an integer count of ten-thousandths; SUM and `amount - :n` stay exact."""
 

@@ -5,7 +5,6 @@ late or concurrent fulfilment can neither add codes twice nor refund twice.
 """
 
 import logging
-from decimal import Decimal
 
 from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, IntegrityError
 
@@ -15,7 +14,7 @@ from octopus_cards.models.encoding import timestamp
 from octopus_cards.models.events import Event
 from octopus_cards.models.exceptions import DuplicateReference, InsufficientStock, NotFound, Refused
 from octopus_cards.models.jobs import Job
-from octopus_cards.models.money import MoneyField, in_units, money
+from octopus_cards.models.money import MoneyField, money, shown
 from octopus_cards.models.products import VoucherProduct
 from octopus_cards.models.suppliers import SupplierRefused, TransientSupplierError
 from octopus_cards.models.vouchers import price
@@ -239,17 +238,13 @@ def event_data(order):
         "reference_code": order.client_reference,
         "status": order.status,
         "product_name": order.product_name,
-        "denomination": _money(order.denomination, precision),
+        "denomination": shown(order.denomination, precision),
         "quantity": order.quantity,
-        "amount": _money(order.amount, precision),
+        "amount": shown(order.amount, precision),
         "delivered_quantity": order.delivered_quantity,
         "delivered_on": timestamp(order.updated_at) if order.delivered_quantity else None,
         "created_at": timestamp(order.created_at),
     }
-
-
-def _money(amount, precision):
-    return Decimal(in_units(amount, precision))
 
 
 def public(order, with_vouchers=True):
@@ -259,10 +254,10 @@ def public(order, with_vouchers=True):
         "id": order.id,
         "product_id": order.product_id,
         "product_name": order.product_name,
-        "denomination": _money(order.denomination, precision),
+        "denomination": shown(order.denomination, precision),
         "quantity": order.quantity,
-        "amount": _money(order.amount, precision),
-        "discount": _money(order.discount, precision),
+        "amount": shown(order.amount, precision),
+        "discount": shown(order.discount, precision),
         "client_reference": order.client_reference,
         "wallet_id": order.wallet_id,
         "status": order.status,

@@ -17,7 +17,7 @@ from octopus_cards.models.exceptions import (
     NotFound,
     QuantityAboveLimit,
 )
-from octopus_cards.models.money import decimals, in_units, plain
+from octopus_cards.models.money import decimals, plain, shown
 from octopus_cards.models.pricing import charges, forex_rate, select_wallet
 from octopus_cards.models.products import ClientBlacklist, ClientDiscount, Denomination, VoucherProduct
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
@@ -97,8 +97,8 @@ def public(product, denominations, own_discount):
         "validity": product.validity,
         "available_denominations": [
             {
-                "min_value": Decimal(in_units(d.min_value, precision)),
-                "max_value": Decimal(in_units(d.max_value, precision)),
+                "min_value": shown(d.min_value, precision),
+                "max_value": shown(d.max_value, precision),
                 "discount": plain(max(d.discount, own_discount or 0)),
             }
             for d in denominations
@@ -218,26 +218,21 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
     priced = price(client_id, product_id, denomination, quantity, wallet_id)
     product, wallet, quoted = priced.product, priced.wallet, priced.charges
 
-    def product_money(amount):
-        return Decimal(in_units(amount, product.currency.precision))
-
-    def wallet_money(amount):
-        return Decimal(in_units(amount, wallet.precision))
-
+    in_product, in_wallet = product.currency.precision, wallet.precision
     return {
-        "non_discounted_total": product_money(quoted.non_discounted_total),
-        "discount_amount": product_money(quoted.discount_amount),
-        "total_amount": product_money(quoted.total_amount),
+        "non_discounted_total": shown(quoted.non_discounted_total, in_product),
+        "discount_amount": shown(quoted.discount_amount, in_product),
+        "total_amount": shown(quoted.total_amount, in_product),
         "discount": plain(quoted.discount),
-        "gst_amount": product_money(quoted.gst_amount),
-        "total_payable": wallet_money(quoted.total_payable),
+        "gst_amount": shown(quoted.gst_amount, in_product),
+        "total_payable": shown(quoted.total_payable, in_wallet),
         "max_quantity": priced.bulk_limit,
-        "net_amount": wallet_money(quoted.net_amount),
-        "handling_fee_amount": wallet_money(quoted.handling_fee_amount),
+        "net_amount": shown(quoted.net_amount, in_wallet),
+        "handling_fee_amount": shown(quoted.handling_fee_amount, in_wallet),
         "charges_details": {
             "source_currency": quoted.source_currency,
             "destination_currency": quoted.destination_currency,
             "forex_rate": plain(quoted.forex_rate),
-            "conversion_fee": None if quoted.conversion_fee is None else wallet_money(quoted.conversion_fee),
+            "conversion_fee": None if quoted.conversion_fee is None else shown(quoted.conversion_fee, in_wallet),
         },
     }

@@ -20,7 +20,7 @@ from octopus_cards.models.exceptions import (
     NotFound,
     Refused,
 )
-from octopus_cards.models.money import SCALE, MoneyField, decimals, in_units, money, plain
+from octopus_cards.models.money import SCALE, MoneyField, decimals, in_units, money, plain, shown
 from octopus_cards.models.reference_data import Currency
 
 PREPAID, POSTPAID = "PREPAID", "POSTPAID"
@@ -171,7 +171,7 @@ class Wallet(BaseModel):
         rows = query.join(Currency).order_by(cls.id.desc()).tuples()
         return [
             {"id": id_, "client_id": owner, "currency": code, "currency_id": currency_id,
-             "amount": Decimal(in_units(amount, precision)), "type": wallet_type}
+             "amount": shown(amount, precision), "type": wallet_type}
             for id_, owner, code, currency_id, precision, amount, wallet_type in rows
         ]  # fmt: skip
 
@@ -189,7 +189,7 @@ class Wallet(BaseModel):
             .tuples()
         )
         items = [
-            {"id": id_, "currency_id": currency_id, "amount": Decimal(in_units(amount, precision)), "type": kind}
+            {"id": id_, "currency_id": currency_id, "amount": shown(amount, precision), "type": kind}
             for id_, currency_id, precision, amount, kind in rows
         ]
         return items, total
@@ -289,13 +289,13 @@ class Transaction(BaseModel):
             "id": id_,
             "wallet_id": wallet_id,
             "currency_id": currency_id,
-            "amount": Decimal(in_units(amount, precision)),
+            "amount": shown(amount, precision),
             "transaction_type": kind,
             "status": status,
             "source_currency": source,
             "destination_currency": destination,
             "forex_rate": plain(Decimal(rate)) if rate is not None else None,
-            "conversion_charges": Decimal(in_units(charges, precision)) if charges is not None else None,
+            "conversion_charges": shown(charges, precision) if charges is not None else None,
             "remarks": remarks,
             "created_at": timestamp(created_at),
         }
