@@ -4,7 +4,10 @@
   fuzzing phases, positive and negative data, with every default check plus two contract checks
   the document cannot express (`error_catalogue`, `contract_headers`).
 * `test_stateful`: `schema.as_state_machine()` over the OpenAPI links (login -> refresh ->
-  refresh ..., login/refresh -> logout, reference list -> detail), same checks.
+  refresh ..., login/refresh -> logout, reference list -> detail, login -> products -> charges
+  -> order -> order read back), same checks.
+* `test_stateful_purchase`: the same over the purchase's five operations alone, with valid data;
+  at least one scenario must buy a voucher link by link.
 
 The fuzzer is a real client: `FuzzerLogin` posts a provisioned client's key and secret to
 `/auth/login` and sends the access token as `Authorization: Bearer`. Runs are bounded and
@@ -12,6 +15,7 @@ reproducible: derandomized Hypothesis, no example database, no deadline.
 """
 
 import re
+import typing
 
 import hypothesis
 import jwt
@@ -23,7 +27,7 @@ from schemathesis.auths import reauth_and_replay
 from schemathesis.config import SchemathesisConfig
 
 from octopus_cards import models
-from octopus_cards.models import Client, Token, Wallet, catalogue
+from octopus_cards.models import Client, Token, Wallet, catalogue, products
 from octopus_cards.openapi import load_spec
 
 from support.inprocess import TEST_PEER
@@ -38,6 +42,7 @@ PUBLIC_PATHS = [path for path, item in SPEC["paths"].items() if item.get("post",
 MAX_EXAMPLES = 150  # per operation, fuzzing phase (examples and coverage phases come on top)
 STATEFUL_SCENARIOS = 100
 STATEFUL_STEPS = 10
+PURCHASE_SCENARIOS = 50
 HYPOTHESIS_SETTINGS = {
     "deadline": None,
     "derandomize": True,
@@ -93,6 +98,19 @@ def fuzzing_credentials(settings):
     return {"username": client.api_key, "password": secret}
 
 
+@pytest.fixture(scope="module")
+def buyer_credentials(settings, fuzzing_credentials):
+    """A client able to buy any demo voucher it sees: a funded wallet in each of the catalogue's
+    currencies, and the sandbox products (which fail, wait or run out by design, 12.1) hidden."""
+    with models.db.connection_context():
+        client, secret = Client.provision(settings.secret_pepper, "contract-buyer", (), ["vouchers"])
+        for currency in ("AUD", "CAD", "EUR", "GBP", "JPY", "USD"):
+            Wallet.open_funded(client.id, currency, 10_000_000, "Operator credit")
+        for product_id in range(1901, 1907):
+            products.blacklist(client.id, product_id)
+    return {"username": client.api_key, "password": secret}
+
+
 def token_is_live(access_token):
     """Whether the server would still accept this token we issued (logout revokes it)."""
     jti = jwt.decode(access_token, options={"verify_signature": False})["jti"]
@@ -111,11 +129,20 @@ def is_stateful_positive_login(case):
     )
 
 
-@pytest.fixture(scope="module")
-def contract_schema(app, fuzzing_credentials):
+def fuzzing_schema(app, fuzzing_credentials, operation_ids=None):
+    """The served document as schemathesis reads it, every operation or those of `operation_ids`,
+    with the fuzzer's login and hooks."""
+    config = SCHEMATHESIS_CONFIG
+    if operation_ids:  # a walk through these operations' links, with valid data only
+        config = {**config, "generation": {**config["generation"], "mode": "positive"}}
     schema = schemathesis.openapi.from_asgi(
-        "/openapi.json", PeerAddress(app), config=SchemathesisConfig.from_dict(SCHEMATHESIS_CONFIG)
+        "/openapi.json", PeerAddress(app), config=SchemathesisConfig.from_dict(config)
     )
+    if operation_ids:
+        # Not `include`: the configuration's `operations` entries widen an include filter again.
+        schema = schema.exclude(
+            lambda context: context.operation.definition.raw.get("operationId") not in operation_ids
+        )
     with app.test_client(client=TEST_PEER) as http:
         # Logout without starving the run of tokens.
         #
@@ -154,6 +181,11 @@ def contract_schema(app, fuzzing_credentials):
             return case
 
         yield schema
+
+
+@pytest.fixture(scope="module")
+def contract_schema(app, fuzzing_credentials):
+    yield from fuzzing_schema(app, fuzzing_credentials)
 
 
 schema = schemathesis.pytest.from_fixture("contract_schema")
@@ -303,8 +335,31 @@ def test_api(case):
     case.call_and_validate(additional_checks=CONTRACT_CHECKS)
 
 
-def test_stateful(contract_schema):
-    class Workflow(contract_schema.as_state_machine()):
+class Step(typing.NamedTuple):
+    operation_id: str
+    status: int
+    parent: str | None  # the id of the case whose response a link read, if the link was followed
+
+
+def run_workflow(schema, scenarios):
+    """Run the state machine over `schema`'s links; every step run, by case id."""
+    steps = {}
+
+    class Workflow(schema.as_state_machine()):
+        def step(self, input):
+            output = super().step(input)
+            transition = input.transition
+            # schemathesis may leave a link's values out, to explore: then the step follows nothing.
+            followed = transition is not None and (
+                input.applied_parameters or not any(transition.parameters.values()) and transition.request_body is None
+            )
+            steps[input.case.id] = Step(
+                input.case.operation.definition.raw["operationId"],
+                output.response.status_code,
+                transition.parent_id if followed else None,
+            )
+            return output
+
         def call(self, case, **kwargs):
             # Plain `case.call()` never re-authenticates: replay after a logout as
             # `call_and_validate` does (see `FuzzerLogin`).
@@ -315,10 +370,47 @@ def test_stateful(contract_schema):
             super().validate_response(response, case, additional_checks=CONTRACT_CHECKS, **kwargs)
 
     Workflow.run(
-        settings=hypothesis.settings(
-            max_examples=STATEFUL_SCENARIOS, stateful_step_count=STATEFUL_STEPS, **HYPOTHESIS_SETTINGS
-        )
+        settings=hypothesis.settings(max_examples=scenarios, stateful_step_count=STATEFUL_STEPS, **HYPOTHESIS_SETTINGS)
     )
+    return steps
+
+
+def test_stateful(contract_schema):
+    run_workflow(contract_schema, STATEFUL_SCENARIOS)
+
+
+# A voucher bought through the links, each step a success: login -> products -> charges (the
+# first product, its least denomination) -> order (what was quoted) -> order read back.
+PURCHASE = [
+    ("auth.login", 200),
+    ("vouchers.list_products", 200),
+    ("vouchers.quote_charges", 200),
+    ("vouchers.create_order", 201),
+    ("vouchers.get_order", 200),
+]
+
+
+def chain(steps, case_id):
+    """The (operationId, status) of the steps that led, link by link, to `case_id`'s, first first."""
+    walked = []
+    while case_id is not None:
+        step = steps[case_id]
+        walked.insert(0, (step.operation_id, step.status))
+        case_id = step.parent
+    return walked
+
+
+@pytest.fixture(scope="module")
+def purchase_schema(app, buyer_credentials):
+    yield from fuzzing_schema(app, buyer_credentials, [operation for operation, _ in PURCHASE])
+
+
+def test_stateful_purchase(purchase_schema):
+    """The purchase's operations alone, so that their links are followed often enough for the run
+    to buy vouchers (among the whole document's links it seldom gets that far)."""
+    steps = run_workflow(purchase_schema, PURCHASE_SCENARIOS)
+    bought = [case_id for case_id in steps if chain(steps, case_id) == PURCHASE]
+    assert bought, "no scenario bought a voucher through the links"
 
 
 # --- regressions of app bugs the fuzzer found ----------------------------------------------------
