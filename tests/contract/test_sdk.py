@@ -1,6 +1,9 @@
 """Generated SDKs against a real server: the document a live `octopus-cards serve` serves at
 `GET /openapi.json` goes through two client generators, and each generated client drives
-login -> GET /api/v1/currencies -> refresh -> logout (-> the logged-out token refused) over HTTP.
+login -> GET /api/v1/currencies -> GET /api/v1/products (a search, sorted by name) -> a quote ->
+an order of one code (synchronous: 201 DELIVERED) -> that order read back -> GET /api/v1/wallets
+(the debit) -> refresh -> logout (-> the logged-out token refused) over HTTP, against the demo
+catalogue and a client of its own with a funded USD wallet.
 
 * Python: `openapi-python-client` (the `test` extra) writes a package into a temporary directory;
   the test imports it from there and calls its operation modules.
@@ -14,15 +17,17 @@ the operationIds (`auth.login` -> `auth_login` / `authLogin`) and
 does not depend on the names of generated model classes.
 """
 
+import enum
 import importlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 import time
 import typing
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,6 +51,66 @@ LOGIN, REFRESH, LOGOUT, CURRENCIES = (
     "auth.logout",
     "reference.list_currencies",
 )
+PRODUCTS, QUOTE, CREATE_ORDER, GET_ORDER = (
+    "vouchers.list_products",
+    "vouchers.quote_charges",
+    "vouchers.create_order",
+    "vouchers.get_order",
+)
+WALLETS = "wallets.list_wallets"
+
+# What the flows ask for (flow.ts spells the same requests out) in the demo catalogue
+# (models/demo_catalogue.yaml), and what they must see.
+FUNDS = 100
+PRODUCT_QUERY = {"search": "amazon", "sort_by": "name", "sort_dir": "asc"}
+AMAZON_BY_NAME = [1002, 1003, 1001]  # EUR, GBP, USD: in neither id order, so the sort was applied
+AMAZON_USD = {
+    "id": 1001,
+    "name": "Amazon Gift Card - USD",
+    "category": "Shopping",
+    "sub_category": "Amazon",
+    "country_code": "USA",
+    "currency_code": "USD",
+    "image_url": "https://cdn.example.com/products/amazon-gc.jpg",
+    "delivery_mode": "Code with PIN",
+    "delivery_time": "Instant",
+    "validity": "No expiry",
+    "available_denominations": [{"min_value": 10, "max_value": 500, "discount": 2.5}],
+}
+ORDER_REQUEST = {"product_id": 1001, "denomination": 50, "quantity": 1, "client_reference": "SDK_FIRST_ORDER"}
+# 2.5 % of 50 off, same currency: no exchange rate, and the order debits exactly total_payable.
+QUOTE_50 = {
+    "non_discounted_total": 50,
+    "discount": 2.5,
+    "discount_amount": 1.25,
+    "total_amount": 48.75,
+    "gst_amount": 0,
+    "net_amount": 48.75,
+    "handling_fee_amount": 0,
+    "total_payable": 48.75,
+    "max_quantity": 100,
+    "charges_details": {
+        "source_currency": "USD",
+        "destination_currency": "USD",
+        "forex_rate": None,
+        "conversion_fee": None,
+    },
+}
+ORDER_50 = {
+    "product_id": 1001,
+    "product_name": "Amazon Gift Card - USD",
+    "denomination": 50,
+    "quantity": 1,
+    "amount": 50,
+    "discount": 1.25,
+    "client_reference": "SDK_FIRST_ORDER",
+    "status": "DELIVERED",
+    "base_currency": "USD",
+    "deduction_currency": "USD",
+    "message": "Order delivered",
+    "email": None,
+}
+CARD_NUMBER = re.compile(r"MOCK-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}")
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -53,7 +118,8 @@ LOGIN, REFRESH, LOGOUT, CURRENCIES = (
 
 @pytest.fixture(scope="module")
 def server(env, tmp_path_factory):
-    with LiveServer(env, tmp_path_factory.mktemp("sdk-server-logs"), name="sdk") as live:
+    settings = {**env, "OCTOPUS_CATALOG": "demo"}
+    with LiveServer(settings, tmp_path_factory.mktemp("sdk-server-logs"), name="sdk") as live:
         yield live
 
 
@@ -73,7 +139,7 @@ def served_document(server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def currencies(server):
     """GET /api/v1/currencies as plain HTTP sees it, to compare the SDKs' results with."""
-    key, secret = provision(server)
+    key, secret, _ = provision(server)
     with server.client() as http:
         login = http.post("/auth/login", json={"username": key, "password": secret})
         assert login.status_code == 200, login.text
@@ -86,7 +152,8 @@ def currencies(server):
 
 
 def provision(server):
-    """A new client through the operator CLI (every feature, empty allowlist): (key, secret)."""
+    """A new client through the operator CLI (every feature, empty allowlist) with a PREPAID USD
+    wallet of FUNDS: (key, secret, wallet id). Its own wallet keeps each flow's balance exact."""
     created = cli_json(
         server.settings,
         "client",
@@ -101,7 +168,28 @@ def provision(server):
         "--feature",
         "esim",
     )
-    return created["api_key"], created["api_secret"]
+    wallet = cli_json(server.settings, "wallet", "create", str(created["client_id"]), "USD", "--json")
+    cli_json(server.settings, "wallet", "credit", str(wallet["id"]), str(FUNDS), "--json")
+    return created["api_key"], created["api_secret"], wallet["id"]
+
+
+def usd_wallet(wallet_id, currencies, amount):
+    currency_id = next(item["id"] for item in currencies if item["currency"] == "USD")
+    return {"id": wallet_id, "currency_id": currency_id, "amount": amount, "type": "PREPAID"}
+
+
+def check_order(created, fetched, wallet_id):
+    """The 201 of the order and the order read back, as JSON objects."""
+    assert {name: created[name] for name in ORDER_50} == ORDER_50
+    assert created["wallet_id"] == wallet_id
+    (voucher,) = created["vouchers"]
+    assert CARD_NUMBER.fullmatch(voucher["card_number"]) and re.fullmatch(r"[0-9]{4}", voucher["pin_code"])
+    assert voucher["claim_url"] is None and voucher["voucher_reference_number"] == f"VRN-{created['id']}-1"
+    created_on = datetime.fromisoformat(created["created_at"]).date()
+    assert datetime.fromisoformat(voucher["expires_at"]) == datetime.combine(
+        created_on + timedelta(days=365), datetime.min.time(), UTC
+    )
+    assert fetched == created  # the same codes, read back
 
 
 def run_tool(args, *, cwd, timeout, env=None, what):
@@ -168,11 +256,15 @@ def body_model(module):
     return typing.get_type_hints(module.sync_detailed)["body"]
 
 
-def test_python_sdk_drives_login_currencies_refresh_logout(python_sdk, server, currencies):
+def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, currencies):
     sdk = python_sdk
     login, refresh, logout = (operation_module(sdk, "auth", op) for op in (LOGIN, REFRESH, LOGOUT))
     list_currencies = operation_module(sdk, "reference", CURRENCIES)
-    key, secret = provision(server)
+    list_products, quote, create_order, get_order = (
+        operation_module(sdk, "vouchers", op) for op in (PRODUCTS, QUOTE, CREATE_ORDER, GET_ORDER)
+    )
+    list_wallets = operation_module(sdk, "wallets", WALLETS)
+    key, secret, wallet_id = provision(server)
     # trust_env=False: the generated client must talk to 127.0.0.1, never to a proxy.
     options = {"base_url": server.base_url, "raise_on_unexpected_status": True, "httpx_args": {"trust_env": False}}
 
@@ -189,9 +281,38 @@ def test_python_sdk_drives_login_currencies_refresh_logout(python_sdk, server, c
 
     with sdk.AuthenticatedClient(token=first.access_token, **options) as authenticated:
         listed = list_currencies.sync_detailed(client=authenticated)
-    assert listed.status_code == 200, listed.content
-    assert [item.to_dict() for item in listed.parsed] == currencies
-    assert all(isinstance(item.precision, int) for item in listed.parsed)
+        assert listed.status_code == 200, listed.content
+        assert [item.to_dict() for item in listed.parsed] == currencies
+        assert all(isinstance(item.precision, int) for item in listed.parsed)
+
+        products = list_products.sync_detailed(client=authenticated, **PRODUCT_QUERY)
+        assert products.status_code == 200, products.content
+        assert [item.id for item in products.parsed] == AMAZON_BY_NAME
+        assert products.parsed[-1].to_dict() == AMAZON_USD
+        assert products.headers["X-Total-Count"] == "3"
+
+        amounts = {name: ORDER_REQUEST[name] for name in ("denomination", "quantity")}
+        quoted = quote.sync_detailed(
+            ORDER_REQUEST["product_id"], client=authenticated, body=body_model(quote)(**amounts)
+        )
+        assert quoted.status_code == 200, quoted.content
+        assert quoted.parsed.to_dict() == QUOTE_50
+
+        order_body = body_model(create_order)(**ORDER_REQUEST, wallet_id=wallet_id)
+        created = create_order.sync_detailed(client=authenticated, body=order_body)
+        assert created.status_code == 201, created.content
+        order = created.parsed
+        assert order.status == "DELIVERED" and isinstance(order.status, enum.Enum)
+        assert isinstance(order.created_at, datetime) and isinstance(order.vouchers[0].expires_at, datetime)
+        fetched = get_order.sync_detailed(order.id, client=authenticated)
+        assert fetched.status_code == 200, fetched.content
+        check_order(order.to_dict(), fetched.parsed.to_dict(), wallet_id)
+
+        wallets = list_wallets.sync_detailed(client=authenticated, currency="USD")
+        assert wallets.status_code == 200, wallets.content
+        assert [item.to_dict() for item in wallets.parsed] == [
+            usd_wallet(wallet_id, currencies, FUNDS - QUOTE_50["total_payable"])
+        ]
 
     with sdk.Client(**options) as anonymous:
         refreshed = refresh.sync_detailed(client=anonymous, body=body_model(refresh)(refresh_token=first.refresh_token))
@@ -231,6 +352,11 @@ import {
   authLogout,
   authRefresh,
   referenceListCurrencies,
+  vouchersCreateOrder,
+  vouchersGetOrder,
+  vouchersListProducts,
+  vouchersQuoteCharges,
+  walletsListWallets,
 } from './sdk/sdk.gen';
 
 // No @types/node here: the little of Node this script uses.
@@ -247,8 +373,8 @@ function check(condition: unknown, message: string): asserts condition {
 }
 
 async function main(): Promise<void> {
-  const { OCTOPUS_BASE_URL, OCTOPUS_API_KEY, OCTOPUS_API_SECRET } = process.env;
-  check(OCTOPUS_BASE_URL && OCTOPUS_API_KEY && OCTOPUS_API_SECRET, 'settings missing');
+  const { OCTOPUS_BASE_URL, OCTOPUS_API_KEY, OCTOPUS_API_SECRET, OCTOPUS_WALLET_ID } = process.env;
+  check(OCTOPUS_BASE_URL && OCTOPUS_API_KEY && OCTOPUS_API_SECRET && OCTOPUS_WALLET_ID, 'settings missing');
   client.setConfig({ baseUrl: OCTOPUS_BASE_URL });
 
   const login = await authLogin({
@@ -266,6 +392,34 @@ async function main(): Promise<void> {
     precision: item.precision,
   }));
 
+  // Literal requests, so that tsc holds them to the generated types (PRODUCT_QUERY, ORDER_REQUEST).
+  const products = await vouchersListProducts({
+    auth: first.access_token,
+    query: { search: 'amazon', sort_by: 'name', sort_dir: 'asc' },
+  });
+  check(products.response.status === 200 && products.data, `products: ${products.response.status}`);
+
+  const amounts = { denomination: 50, quantity: 1 };
+  const quote = await vouchersQuoteCharges({ auth: first.access_token, path: { product_id: 1001 }, body: amounts });
+  check(quote.response.status === 200 && quote.data, `charges: ${quote.response.status}`);
+
+  const created = await vouchersCreateOrder({
+    auth: first.access_token,
+    body: {
+      product_id: 1001,
+      ...amounts,
+      wallet_id: Number(OCTOPUS_WALLET_ID),
+      client_reference: 'SDK_FIRST_ORDER',
+    },
+  });
+  check(created.response.status === 201 && created.data, `order: ${created.response.status}`);
+
+  const fetched = await vouchersGetOrder({ auth: first.access_token, path: { order_id: created.data.id } });
+  check(fetched.response.status === 200 && fetched.data, `order read back: ${fetched.response.status}`);
+
+  const wallets = await walletsListWallets({ auth: first.access_token, query: { currency: 'USD' } });
+  check(wallets.response.status === 200 && wallets.data, `wallets: ${wallets.response.status}`);
+
   const refreshed = await authRefresh({ body: { refresh_token: first.refresh_token } });
   check(refreshed.response.status === 200 && refreshed.data, `refresh: ${refreshed.response.status}`);
   const second = refreshed.data.data;
@@ -279,6 +433,11 @@ async function main(): Promise<void> {
   process.stdout.write(JSON.stringify({
     login: { status: login.response.status, success: login.data.success, data: first },
     currencies,
+    products: { totalCount: products.response.headers.get('X-Total-Count'), data: products.data },
+    quote: quote.data,
+    created: created.data,
+    fetched: fetched.data,
+    wallets: wallets.data,
     refresh: { status: refreshed.response.status, data: second },
     logout: { status: logout.response.status, body: logout.data },
     afterLogout: {
@@ -312,7 +471,7 @@ TSCONFIG = {
 
 
 @pytest.mark.usefixtures("require_node_tools")
-def test_typescript_sdk_drives_login_currencies_refresh_logout(served_document, server, currencies, tmp_path):
+def test_typescript_sdk_drives_login_to_an_order_and_logout(served_document, server, currencies, tmp_path):
     work = tmp_path / "ts-sdk"
     work.mkdir()
     run_tool(
@@ -341,8 +500,14 @@ def test_typescript_sdk_drives_login_currencies_refresh_logout(served_document, 
         what="tsc",
     )
 
-    key, secret = provision(server)
-    node_env = {**NODE_ENV, "OCTOPUS_BASE_URL": server.base_url, "OCTOPUS_API_KEY": key, "OCTOPUS_API_SECRET": secret}
+    key, secret, wallet_id = provision(server)
+    node_env = {
+        **NODE_ENV,
+        "OCTOPUS_BASE_URL": server.base_url,
+        "OCTOPUS_API_KEY": key,
+        "OCTOPUS_API_SECRET": secret,
+        "OCTOPUS_WALLET_ID": str(wallet_id),
+    }
     done = run_tool(
         ["node", str(work / "out" / "flow.js")], cwd=work, timeout=NODE_TIMEOUT, env=node_env, what="node flow.js"
     )
@@ -354,6 +519,12 @@ def test_typescript_sdk_drives_login_currencies_refresh_logout(served_document, 
     assert first["access_token"].startswith(JWT_PREFIX) and first["refresh_token"].startswith(JWT_PREFIX)
     assert first["access_expires_at"] < first["refresh_expires_at"]
     assert seen["currencies"] == currencies
+    products = seen["products"]
+    assert [item["id"] for item in products["data"]] == AMAZON_BY_NAME
+    assert products["data"][-1] == AMAZON_USD and products["totalCount"] == "3"
+    assert seen["quote"] == QUOTE_50
+    check_order(seen["created"], seen["fetched"], wallet_id)
+    assert seen["wallets"] == [usd_wallet(wallet_id, currencies, FUNDS - QUOTE_50["total_payable"])]
     second = seen["refresh"]["data"]
     assert seen["refresh"]["status"] == 200 and second["client_id"] == first["client_id"]
     assert {second["access_token"], second["refresh_token"]}.isdisjoint({first["access_token"], first["refresh_token"]})
