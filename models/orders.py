@@ -125,26 +125,23 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
 
 
 def work(job, supplier, retry_schedule):
-    """Run a fulfilment job once: ask the supplier, settle what it answers, or schedule a retry."""
+    """Run a fulfilment job once: ask the supplier, settle what it answers, or schedule a retry.
+    Returns the order's status as this run left it (None: there was nothing to do)."""
     order = VoucherOrder.get_or_none(VoucherOrder.id == job.subject_id)
     if order is None or order.status != PENDING:
         job.finish()
-        return
+        return None
     product = VoucherProduct.get_by_id(order.product_id)
     try:
         delivery = supplier.issue_vouchers(product, order, order.quantity - order.delivered_quantity, job.attempts)
     except TransientSupplierError as error:
         if job.attempts > len(retry_schedule):  # the budget is spent (contract 15.1, item 30)
-            settle(order, [], PARTIAL if order.delivered_quantity else FAILED)
-            job.finish()
-        else:
-            job.retry_after(retry_schedule[job.attempts - 1], str(error))
-        return
+            return conclude(job, order, [], PARTIAL if order.delivered_quantity else FAILED)
+        job.retry_after(retry_schedule[job.attempts - 1], str(error))
+        return PENDING
     except SupplierRefused as refused:
         outcome = FAILED if refused.outcome == "fail" else CANCELLED
-        settle(order, [], PARTIAL if order.delivered_quantity else outcome)
-        job.finish()
-        return
+        return conclude(job, order, [], PARTIAL if order.delivered_quantity else outcome)
     delivered = order.delivered_quantity + len(delivery.codes)
     if delivered >= order.quantity:
         status = DELIVERED
@@ -152,11 +149,21 @@ def work(job, supplier, retry_schedule):
         status = PARTIAL if delivered else FAILED
     else:
         status = PENDING
-    settle(order, delivery.codes, status)
-    if status == PENDING:
+    if status != PENDING:
+        return conclude(job, order, delivery.codes, status)
+    if settle(order, delivery.codes, status):
         job.retry_after(retry_schedule[min(job.attempts, len(retry_schedule)) - 1], "fewer codes than ordered")
-    else:
-        job.finish()
+        return PENDING
+    job.finish()
+    return VoucherOrder.get_by_id(order.id).status
+
+
+def conclude(job, order, codes, status):
+    """Settle the order for good and finish its job; the status the order has then (someone may
+    have settled it first)."""
+    settled = settle(order, codes, status)
+    job.finish()
+    return status if settled else VoucherOrder.get_by_id(order.id).status
 
 
 def settle(order, codes, status):

@@ -35,7 +35,11 @@ def run_one(job, runtime):
     renewer.start()
     try:
         with models.db.connection_context():
-            orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+            status = orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+        # One line a run, so that an operator can follow an order through every process that took it.
+        logger.info(
+            "job %d (%s %d), attempt %d: %s", job.id, job.kind, job.subject_id, job.attempts, status or "nothing to do"
+        )
     finally:
         done.set()
         renewer.join()

@@ -1,9 +1,11 @@
 """Background fulfilment across processes (contract 5.5, 12, 15.1 items 30-31): a separate
-`octopus-cards worker` drains the queue a server filled, and kill -9 of the worker in the middle
-loses no order, issues no code twice and debits each order once."""
+`octopus-cards worker` drains the queue a server filled, two server workers and a worker share one
+queue, and kill -9 of the worker or the server in the middle loses no order, issues no code twice
+and debits each order once."""
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 
 from octopus_cards import models
 from octopus_cards.models import Transaction
+from octopus_cards.models.jobs import Job
 from octopus_cards.models.orders import Voucher, VoucherOrder
 
 from support.live_server import LiveServer, cli_json, executable, server_env
@@ -38,9 +41,10 @@ def worker(settings):
 
 
 def stop(*processes):
+    """Stop the workers; their logs."""
     for process in processes:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+    return [process.communicate(timeout=30)[1] for process in processes]
 
 
 def place_orders(server, settings, product_id, count):
@@ -105,6 +109,34 @@ def test_a_separate_worker_drains_what_the_server_queued(env, slow_product, tmp_
     assert_fulfilled_once(ids, wallet_id)
 
 
+RUN = re.compile(r"job \d+ \(voucher_order (\d+)\), attempt (\d+): (\S+)")
+
+
+def runs(log):
+    """The (order id, attempt, status) of each fulfilment run a process logged."""
+    return [(int(order), int(attempt), status) for order, attempt, status in RUN.findall(log)]
+
+
+def test_two_server_workers_and_a_worker_drain_one_queue(env, slow_product, tmp_path):
+    """Three processes claim from one queue at once: each order is run by exactly one of them, once."""
+    settings = dict(env, OCTOPUS_BACKGROUND="true")
+    with LiveServer(settings, tmp_path / "logs", workers=2, name="shared-queue") as server:
+        process = worker(settings)
+        try:
+            ids, wallet_id = place_orders(server, settings, slow_product, 40)
+            wait_settled(ids, timeout=90)
+        finally:
+            (worker_log,) = stop(process)
+    server_runs, worker_runs = runs(server.stderr), runs(worker_log)
+    assert sorted(order for order, _, _ in server_runs + worker_runs) == sorted(ids), "an order run twice, or never"
+    assert {(attempt, status) for _, attempt, status in server_runs + worker_runs} == {(1, "DELIVERED")}
+    assert server_runs and worker_runs, f"one side ran nothing ({len(server_runs)} vs {len(worker_runs)})"
+    with models.db.connection_context():
+        assert {job.attempts for job in Job.select().where(Job.subject_id.in_(ids))} == {1}
+    assert "settled meanwhile" not in server.stderr + worker_log
+    assert_fulfilled_once(ids, wallet_id)
+
+
 def test_kill_9_of_the_worker_loses_nothing(env, slow_product, tmp_path):
     settings = dict(env, OCTOPUS_BACKGROUND="false", OCTOPUS_JOB_LEASE="2")
     with LiveServer(settings, tmp_path / "logs", name="queue") as server:
@@ -143,7 +175,7 @@ def test_a_lease_is_renewed_while_a_slow_call_runs(env, tmp_path):
             stop(*workers)
     with models.db.connection_context():
         assert models.orders.VoucherOrder.get_by_id(ids[0]).status == "DELIVERED"
-        job = models.jobs.Job.get(models.jobs.Job.subject_id == ids[0])
+        job = Job.get(Job.subject_id == ids[0])
         assert job.attempts == 1, "a second worker took the job over while its call ran"
     assert_fulfilled_once(ids, wallet_id)
 
