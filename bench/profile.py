@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Profile octopus-cards under load with py-spy (pip install py-spy).
 
-    python bench/profile.py [--scenario get|get_one|login|refresh|logout_login] [--seconds 20]
-                            [--database sqlite|postgresql] [--gil] [--server octopus|fastapi|starlette]
+    python bench/profile.py [--scenario get|get_one|login|refresh|logout_login|products|charges|order|order_get]
+                            [--seconds 20] [--database sqlite|postgresql] [--gil]
+                            [--server octopus|fastapi|starlette]
 
 Starts the server on a fresh database (as bench/run.py does), loads it with wrk at 32
 connections, records it with `py-spy record` meanwhile, and writes to bench/results/:
 <stamp>-profile-<scenario>.txt (collapsed stacks), .speedscope.json (open in speedscope.app)
 and prints the functions with the most samples, inclusive and self. --gil samples only the
-thread holding the GIL: the view that matters for a one-process Python server.
+thread holding the GIL: the view that matters for a one-process Python server. The voucher
+scenarios profile octopus-cards only (the baselines do not serve them).
 """
 
 import argparse
@@ -84,11 +86,13 @@ def main():
     parser.add_argument("--gil", action="store_true", help="only sample the thread holding the GIL")
     parser.add_argument("--output", default=str(run.RESULTS))
     args = parser.parse_args()
+    if run.SCENARIOS[args.scenario].get("octopus_only") and args.server != "octopus":
+        parser.error(f"--scenario {args.scenario}: octopus-cards only (the baselines do not serve it)")
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not pyspy or not shutil.which("wrk"):
         sys.exit("profile: needs py-spy (pip install py-spy) and wrk (apt-get install wrk)")
     signal.signal(signal.SIGTERM, run.on_sigterm)
-    bench_args = run.parse_args(["--database", args.database, "--warmup", "2"])
+    bench_args = run.parse_args(["--database", args.database, "--warmup", "2", "--scenarios", args.scenario])
     ws = run.Workspace(bench_args)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = Path(args.output) / f"{stamp}-profile-{args.server}-{args.scenario}{'-gil' if args.gil else ''}"

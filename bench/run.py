@@ -2,8 +2,8 @@
 """Benchmark octopus-cards against two baselines doing the same work on the same database.
 
     python bench/run.py [--seconds N] [--rounds R] [--database sqlite|postgresql]
-                        [--workers 1|2|1,2] [--scenarios get,login,...] [--scale] [--smoke]
-                        [--reference-octopus PATH]
+                        [--workers 1|2|1,2] [--scenarios get,login,...] [--scale] [--fulfilment]
+                        [--smoke] [--reference-octopus PATH]
     python bench/run.py --reference-octopus /tmp/ref-venv/bin/octopus-cards --scenarios get,login,refresh
 
 Needs: the project installed (`pip install -e '.[bench]'`: fastapi, matplotlib) and wrk
@@ -15,6 +15,9 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
 
 1. makes a fresh database (a SQLite file in a temp dir, or a new PostgreSQL database), runs
    `octopus-cards migrate` and provisions a client with `octopus-cards client create --json`;
+   for the voucher scenarios also, with the CLI, a catalogue of 100 voucher products
+   (`catalog import`), a client with the `vouchers` feature and a funded USD wallet, and (through
+   octopus-cards) one order, the one order_get reads;
 2. checks that the three servers give the same answers: `octopus-cards serve`, the FastAPI
    baseline (bench/baseline_fastapi.py, what a team would otherwise pick) and the raw Starlette
    floor (bench/baseline_starlette.py), all on uvicorn with `serve`'s settings;
@@ -28,14 +31,27 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
                    (a pre-minted pool, cycled by a wrk Lua script, never reused)
      logout_login  POST /auth/logout then POST /auth/login, alternating; one client per
                    connection (logout revokes all of a client's tokens); rps counts both
+   and the voucher scenarios, which the baselines do not serve (they implement auth and
+   currencies only), so only octopus-cards (and the reference build) is measured:
+     products      GET /api/v1/products?limit=50, authenticated (a page of 50 of the 100)
+     charges       POST /api/v1/products/{id}/charges, a quote for one code
+     order         POST /api/v1/orders, quantity 1: a synchronous order, a new one each request,
+                   answered 201 DELIVERED with its code (any other answer makes the run invalid)
+     order_get     GET /api/v1/orders/{id}, an order with its code
 4. prints a markdown table (rps, p50, p99, errors, ratios vs FastAPI and vs Starlette, the
-   issue's goals) and writes bench/results/<timestamp>.json and .png;
+   issue's goals: the voucher scenarios against octopus-cards' own GET and login of the same
+   run) and writes bench/results/<timestamp>.json and .png;
 5. with --scale, the scale probe: GET /api/v1/currencies/1 on octopus-cards with 1,000 vs
    1,000,000 issued-token rows (two databases, measured interleaved, at 1 and 32
-   connections), and the time of one logout for a client with 10,000 vs 100 outstanding tokens.
+   connections), and the time of one logout for a client with 10,000 vs 100 outstanding tokens;
+6. with --fulfilment, the fulfilment probe: on a fresh database, 100 orders of 100 codes each
+   (asynchronous: answered 201 PENDING) placed at once on `octopus-cards serve`, and the time
+   until its background work (OCTOPUS_BACKGROUND) has delivered all 10,000 codes, checked order
+   by order.
 
 --workers 1,2 runs every server with 1 and with 2 worker processes and reports the factor.
---smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe).
+--smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe)
+and runs the fulfilment probe too, at full size: it takes about 10 s.
 Rate limits are off in every server (OCTOPUS_RATE_LIMIT_PROFILE=off): the baselines have none.
 Every server pins each worker process to a CPU (OCTOPUS_WORKER_CPUS=auto, which the baselines
 honour too); --worker-cpus '' measures them unpinned.
@@ -53,6 +69,7 @@ Every process started is stopped on exit, Ctrl-C and errors included.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import json
 import math
@@ -70,6 +87,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -93,6 +111,20 @@ STARTUP_TIMEOUT = 60
 STOP_TIMEOUT = 10
 CLIENT_NETWORK = "127.0.0.0/8"  # every client has an allowlist entry, so the IP check does work
 
+# The voucher scenarios' catalogue: more products than one page holds, so the list is a page of it.
+CATALOGUE_SIZE = 100
+PAGE = 50
+ORDER_PRODUCT = 1001  # the first product of bench_catalogue(): USD, 5 to 500 at ORDER_DISCOUNT %
+ORDER_DISCOUNT = Decimal("2.5")
+ORDER_DENOMINATION = 25
+CHARGES_BODY = {"denomination": ORDER_DENOMINATION, "quantity": 1}
+ORDER_BODY = {"product_id": ORDER_PRODUCT, "denomination": ORDER_DENOMINATION, "quantity": 1}
+WALLET_FUNDS = "1000000000"  # USD: millions of orders, so no run finds the PREPAID wallet empty
+FULFILMENT_ORDERS = 100
+FULFILMENT_QUANTITY = 100  # above 5: asynchronous (contract 5.5); the default bulk limit
+# The voucher scenarios have no baseline; the issue sets them against octopus-cards' own scenario.
+OWN_BASES = {"products": "get", "order": "login"}
+
 SCENARIOS = {
     "get": dict(title="GET /api/v1/currencies", script="get.lua", threads=1, env={"BENCH_PATH": "/api/v1/currencies"}),
     "get_one": dict(
@@ -101,6 +133,28 @@ SCENARIOS = {
     "login": dict(title="POST /auth/login", script="login.lua", threads=1, env={}),
     "refresh": dict(title="POST /auth/refresh", script="refresh.lua", threads=1, env={}),
     "logout_login": dict(title="POST /auth/logout + login", script="logout_login.lua", threads=CONNECTIONS, env={}),
+    "products": dict(
+        title="GET /api/v1/products",
+        script="get.lua",
+        threads=1,
+        env={"BENCH_PATH": f"/api/v1/products?limit={PAGE}"},
+        octopus_only=True,
+    ),
+    "charges": dict(
+        title="POST /api/v1/products/{id}/charges",
+        script="post.lua",
+        threads=1,
+        env={"BENCH_PATH": f"/api/v1/products/{ORDER_PRODUCT}/charges", "BENCH_BODY": json.dumps(CHARGES_BODY)},
+        octopus_only=True,
+    ),
+    "order": dict(
+        title="POST /api/v1/orders",
+        script="order.lua",
+        threads=1,
+        env={"BENCH_PATH": "/api/v1/orders", "BENCH_BODY": json.dumps(ORDER_BODY)},
+        octopus_only=True,
+    ),
+    "order_get": dict(title="GET /api/v1/orders/{id}", script="get.lua", threads=1, env={}, octopus_only=True),
 }
 
 
@@ -416,6 +470,69 @@ def run_wrk(ws, url, script, seconds, threads, env, connections=CONNECTIONS, tag
     return result
 
 
+# -- vouchers: the catalogue and a client that buys ----------------------------------------------------
+
+# (country, currency, what its denominations are multiplied by: a yen is worth about a cent)
+MARKETS = (("USA", "USD", 1), ("DEU", "EUR", 1), ("GBR", "GBP", 1), ("JPN", "JPY", 100))
+CATEGORIES = ("Shopping", "Gaming", "Entertainment", "Food & Drink", "Travel")
+
+
+def bench_catalogue():
+    """CATALOGUE_SIZE voucher products (contract 17) as a supplier's list has them: four markets,
+    five categories, most with a subcategory, every other one sold as a range, the others as three
+    fixed values. The first is ORDER_PRODUCT."""
+    vouchers = []
+    for index in range(CATALOGUE_SIZE):
+        country, currency, scale = MARKETS[index % len(MARKETS)]
+        category = CATEGORIES[index % len(CATEGORIES)]
+        if index % 2 == 0:
+            denominations = [{"min": 5 * scale, "max": 500 * scale, "discount": str(ORDER_DISCOUNT)}]
+        else:
+            denominations = [{"value": v * scale, "discount": str(d)} for v, d in ((10, 1), (25, 2), (50, 3))]
+        vouchers.append(
+            {
+                "id": ORDER_PRODUCT + index,
+                "name": f"Bench {category} Card {index + 1} - {currency}",
+                "category": category,
+                "subcategory": f"{category} {index % 3}" if index % 4 else None,
+                "country": country,
+                "currency": currency,
+                "image_url": f"https://cdn.example.com/bench/{index + 1}.png",
+                "delivery_mode": "Code with PIN",
+                "delivery_time": "Instant",
+                "validity": "No expiry",
+                "denominations": denominations,
+            }
+        )
+    return {"vouchers": vouchers}
+
+
+def import_catalogue(ws, database_url):
+    path = ws.dir / "catalogue.json"
+    path.write_text(json.dumps(bench_catalogue()))
+    counts = json.loads(ws.cli(database_url, "catalog", "import", str(path), "--json"))
+    imported = counts["vouchers"]["created"] + counts["vouchers"]["updated"]
+    if imported != CATALOGUE_SIZE:
+        raise BenchError(f"catalog import took {imported} of the {CATALOGUE_SIZE} voucher products: {counts}")
+
+
+def voucher_client(ws, database_url, name):
+    """A client with the `vouchers` feature and a PREPAID USD wallet holding WALLET_FUNDS."""
+    created = json.loads(
+        ws.cli(
+            database_url, "client", "create", "--name", name, "--ip", CLIENT_NETWORK, "--feature", "vouchers", "--json"
+        )
+    )
+    wallet = json.loads(ws.cli(database_url, "wallet", "create", str(created["client_id"]), "USD", "--json"))
+    ws.cli(database_url, "wallet", "credit", str(wallet["id"]), WALLET_FUNDS, "--json")
+    return {
+        "client_id": created["client_id"],
+        "api_key": created["api_key"],
+        "secret": created["api_secret"],
+        "wallet_id": wallet["id"],
+    }
+
+
 # -- scenarios: what each needs before a run ----------------------------------------------------------
 
 
@@ -425,6 +542,7 @@ class Bench:
         self.database_url = ws.new_database("main")
         self.runs = []
         self.rates = {}  # (scenario, kind, workers) -> last measured rps, to size token pools
+        self.vouchers = None  # the voucher scenarios' client, token and order (setup_vouchers)
 
     def setup(self):
         import dbtools
@@ -441,6 +559,24 @@ class Bench:
         dbtools.disconnect()
         if self.args.reference_octopus:
             self.check_reference_migrations()
+        if any(SCENARIOS[s].get("octopus_only") for s in self.args.scenarios):
+            self.setup_vouchers()
+
+    def setup_vouchers(self):
+        """The catalogue, a client of its own (the others' scenarios stay as they were) and the
+        order order_get reads, placed through octopus-cards as any client's would be."""
+        import dbtools
+
+        import_catalogue(self.ws, self.database_url)
+        self.vouchers = voucher_client(self.ws, self.database_url, "bench-vouchers")
+        dbtools.connect(self.database_url)
+        self.vouchers["token"] = dbtools.mint_pairs(self.settings, self.vouchers["client_id"], 1)[0][0]
+        dbtools.disconnect()
+        with Server(self.ws, "octopus", 1, self.database_url, label="setup") as server:
+            status, _, order = http("POST", server.url + "/api/v1/orders", ORDER_BODY, token=self.vouchers["token"])
+        expect(status == 201 and order["status"] == "DELIVERED", "octopus", "the order order_get reads", status, order)
+        self.vouchers["order_id"] = order["id"]
+        log(f"vouchers: {CATALOGUE_SIZE} products, client {self.vouchers['client_id']}, order {order['id']}")
 
     def check_reference_migrations(self):
         """The reference serves the database our build migrated, and `serve` migrates first: with a
@@ -484,6 +620,10 @@ class Bench:
             path = self.ws.dir / f"refresh-{tag}.txt"
             path.write_text("".join(refresh + "\n" for _, refresh in pairs))
             env["BENCH_TOKENS"] = str(path)
+        elif SCENARIOS[scenario].get("octopus_only"):  # the voucher scenarios
+            env["BENCH_TOKEN"] = self.vouchers["token"]
+            if scenario == "order_get":
+                env["BENCH_PATH"] = f"/api/v1/orders/{self.vouchers['order_id']}"
         elif scenario == "logout_login":
             dbtools.connect(self.database_url)
             clients = dbtools.provision_clients(
@@ -514,6 +654,10 @@ class Bench:
                 note += " (POOL EXHAUSTED: result invalid, raise the pool)"
         if scenario == "logout_login":
             note = f", {result['logins']} logins/{result['logouts']} logouts, {result['failures']} failures"
+        if scenario == "order":
+            note = f", {result['delivered']} delivered"
+            if result["undelivered"]:
+                note += f" ({result['undelivered']} NOT DELIVERED at once: result invalid)"
         log(
             f"  {scenario:<12} {kind:<9} w{workers} r{round_index}: {result['rps']:8.1f} rps, "
             f"p50 {percentile(result['histogram'], 50) / 1000:.1f} ms, errors {errors}{note}"
@@ -588,9 +732,52 @@ class Bench:
                 )
                 status, _, body = ask("GET", "/api/v1/currencies/1", token=token)
                 expect(status == 401, kind, "token refused after logout", status, body)
+                if self.vouchers and kind in OCTOPUS_BUILDS:
+                    self.check_vouchers(kind, ask)
             if kind == "reference":
                 same_answers(answers["octopus"], answers["reference"])
             log(f"  {kind}: answers match")
+
+    def check_vouchers(self, kind, ask):
+        token = self.vouchers["token"]
+        status, headers, products = ask("GET", f"/api/v1/products?limit={PAGE}", token=token)
+        expect(
+            status == 200
+            and isinstance(products, list)
+            and len(products) == PAGE
+            and headers.get("x-total-count") == str(CATALOGUE_SIZE)
+            and all(item["available_denominations"] for item in products),
+            kind,
+            f"GET products: {PAGE} of {CATALOGUE_SIZE}",
+            status,
+            products,
+        )
+        status, _, quote = ask("POST", SCENARIOS["charges"]["env"]["BENCH_PATH"], CHARGES_BODY, token=token)
+        payable = ORDER_DENOMINATION * (1 - ORDER_DISCOUNT / 100)
+        expect(
+            status == 200 and Decimal(str(quote["total_payable"])) == payable and quote["discount"] == ORDER_DISCOUNT,
+            kind,
+            f"charges: {payable} USD",
+            status,
+            quote,
+        )
+        status, _, order = ask("POST", "/api/v1/orders", ORDER_BODY, token=token, varying=ORDER_VARYING)
+        expect(
+            status == 201
+            and order["status"] == "DELIVERED"
+            and order["quantity"] == 1
+            and len(order["vouchers"]) == 1
+            and order["vouchers"][0]["card_number"]
+            and order["wallet_id"] == self.vouchers["wallet_id"],
+            kind,
+            "a synchronous order, DELIVERED with 1 code",
+            status,
+            order,
+        )
+        status, _, again = ask(
+            "GET", f"/api/v1/orders/{order['id']}", token=token, varying=ORDER_VARYING, shown_as="/api/v1/orders/{id}"
+        )
+        expect(status == 200 and again == order, kind, "GET the order as it was created", status, again)
 
     def run(self):
         scenarios = self.args.scenarios
@@ -600,11 +787,20 @@ class Bench:
         log(f"checking the {COUNTS[len(self.args.servers)]} servers (workers={self.args.workers[0]})")
         self.check(self.args.workers[0])
         for scenario in scenarios:
-            log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}")
+            servers = scenario_servers(scenario, self.args.servers)
+            skipped = "" if servers == self.args.servers else " (octopus-cards only: the baselines do not serve it)"
+            log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}{skipped}")
             for round_index in range(1, self.args.rounds + 1):
                 for workers in self.args.workers:
-                    for kind in round_order(self.args.servers, round_index):
+                    for kind in round_order(servers, round_index):
                         self.measure(scenario, kind, workers, round_index, int(per_round))
+
+
+def scenario_servers(scenario, servers):
+    """The servers that serve the scenario: the baselines implement only auth and currencies."""
+    if SCENARIOS[scenario].get("octopus_only"):
+        return tuple(s for s in servers if s in OCTOPUS_BUILDS)
+    return servers
 
 
 def round_order(servers, round_index):
@@ -631,26 +827,30 @@ def applied_migrations(database_url):
 # What differs between two correct answers to the same request: fresh tokens and their expiry, the
 # per-kind check client, request ids.
 VARYING = {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at", "client_id", "request_id"}
-ANSWER_HEADERS = ("content-type", "cache-control", "www-authenticate")
+# ... and, in an order, each build's own new order: its id, time and codes.
+ORDER_VARYING = {"id", "created_at", "card_number", "pin_code", "expires_at", "voucher_reference_number"}
+ANSWER_HEADERS = ("content-type", "cache-control", "www-authenticate", "x-total-count", "x-page-size")
 
 
 def recording(seen, base_url):
-    """http() to one server, each answer also kept (fingerprinted) in `seen` for same_answers."""
+    """http() to one server, each answer also kept (fingerprinted) in `seen` for same_answers;
+    `shown_as` names a request whose path differs from build to build (an order's id)."""
 
-    def ask(method, path, body=None, token=None):
+    def ask(method, path, body=None, token=None, varying=(), shown_as=None):
         answer = http(method, base_url + path, body, token=token)
-        seen.append((f"{method} {path}", *fingerprint(*answer)))
+        seen.append((f"{method} {shown_as or path}", *fingerprint(*answer, varying=varying)))
         return answer
 
     return ask
 
 
-def fingerprint(status, headers, body):
+def fingerprint(status, headers, body, varying=()):
     """An answer minus what varies from one request to the next."""
+    varies = VARYING.union(varying)
 
     def strip(value):
         if isinstance(value, dict):
-            return {k: "<varies>" if k in VARYING else strip(v) for k, v in value.items()}
+            return {k: "<varies>" if k in varies else strip(v) for k, v in value.items()}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
@@ -691,6 +891,7 @@ def summarise(runs):
             for name, count in r["errors"].items():
                 errors[name] = errors.get(name, 0) + count
         exhausted = sum(r.get("exhausted_threads", 0) for r in group)
+        undelivered = sum(r.get("undelivered", 0) for r in group)
         samples = sum(c for _, c in histogram)
         rows.append(
             {
@@ -709,7 +910,7 @@ def summarise(runs):
                 "max_ms": max(r["latency_max_us"] for r in group) / 1000,
                 "errors": errors,
                 "error_count": sum(errors.values()),
-                "valid": sum(errors.values()) == 0 and not exhausted,
+                "valid": sum(errors.values()) == 0 and not exhausted and not undelivered,
             }
         )
     return rows
@@ -738,6 +939,9 @@ def compute_ratios(rows, scenarios, workers_list):
                     }
                 if octo and other and base == "reference":
                     entry["vs_reference"].update(vs_reference(octo, other))
+            own = find(rows, OWN_BASES.get(scenario), "octopus", workers)
+            if octo and own:
+                entry["vs_own"] = {"scenario": own["scenario"], "rps": octo["rps"] / own["rps"]}
             ratios.append(entry)
     return ratios
 
@@ -776,7 +980,7 @@ def ratio_of(ratios, scenario, workers, base):
     return None
 
 
-def evaluate_goals(rows, ratios, scaling, scale, workers_list):
+def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, database):
     w = min(workers_list)
     goals = []
 
@@ -795,6 +999,32 @@ def evaluate_goals(rows, ratios, scaling, scale, workers_list):
     login = find(rows, "login", "octopus", 1)
     if login:
         goal("logins/s, one worker", login["rps"], ">= 1000", login["rps"] >= 1000, "rps")
+    value = ratio_of(ratios, "get", w, "reference")
+    if value is not None:
+        goal(f"get rps vs reference (workers={w}): no regression", value, ">= 0.95", value >= 0.95)
+    for scenario, target in (("products", 0.5), ("order", 0.5)):
+        value = ratio_of(ratios, scenario, w, "own")
+        if value is not None:
+            base = OWN_BASES[scenario]
+            goal(f"{scenario} rps vs octopus {base} (workers={w})", value, f">= {target}", value >= target)
+    order = find(rows, "order", "octopus", w)
+    if order:
+        goal(
+            f"order p99, {CONNECTIONS} connections, {database} (workers={w})",
+            order["p99_ms"],
+            "< 100",
+            order["p99_ms"] < 100,
+            "ms",
+        )
+    for run in (fulfilment or {}).get("runs", []):
+        goal(
+            f"async fulfilment, {fulfilment['orders']} orders × {fulfilment['quantity']} codes "
+            f"(workers={run['workers']})",
+            run["delivered_s"],
+            "all delivered (report)",
+            True,
+            "s",
+        )
     if scale:
         for conc in sorted(scale["get"]):
             value = scale["get"][conc]["ratio_p50"]
@@ -824,7 +1054,15 @@ def fmt_ratio(value):
     return "—" if value is None else f"{value:.2f}×"
 
 
-def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list, servers=SERVERS):
+def fmt_goal(value, unit):
+    if unit == "rps":
+        return f"{value:.0f} rps"
+    if unit in ("ms", "s"):
+        return f"{value:.1f} {unit}"
+    return f"{value:.2f}×"
+
+
+def markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, workers_list, servers=SERVERS):
     with_reference = "reference" in servers  # without it, the tables are as they always were
     out = []
     out.append(
@@ -833,28 +1071,35 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list,
         f"{CONNECTIONS} connections, workers pinned to CPUs: {meta['worker_cpus'] or 'no'}, {meta['timestamp']}"
     )
     out.append("")
-    out.append(
-        "| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |"
-        + (" rps vs reference |" if with_reference else "")
-    )
-    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if with_reference else ""))
-    for scenario in scenarios:
-        for workers in workers_list:
-            for server in servers:
-                row = find(rows, scenario, server, workers)
-                if not row:
-                    continue
-                vs_f = vs_s = vs_r = ""
-                if server == "octopus":
-                    vs_f = fmt_ratio(ratio_of(ratios, scenario, workers, "fastapi"))
-                    vs_s = fmt_ratio(ratio_of(ratios, scenario, workers, "starlette"))
-                    vs_r = fmt_ratio(ratio_of(ratios, scenario, workers, "reference"))
-                flag = "" if row["valid"] else " ⚠"
-                out.append(
-                    f"| {SCENARIOS[scenario]['title']} | {label(server)} | {workers} | {row['rps']:.0f}{flag} | "
-                    f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |"
-                    + (f" {vs_r} |" if with_reference else "")
-                )
+    if any(SCENARIOS[s].get("octopus_only") for s in scenarios):
+        out.append(
+            "The voucher scenarios run on octopus-cards only (the baselines serve auth and currencies); "
+            "the goals set them against its own GET and login of this run."
+        )
+        out.append("")
+    if rows:  # none when only a probe ran
+        out.append(
+            "| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |"
+            + (" rps vs reference |" if with_reference else "")
+        )
+        out.append("|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if with_reference else ""))
+        for scenario in scenarios:
+            for workers in workers_list:
+                for server in servers:
+                    row = find(rows, scenario, server, workers)
+                    if not row:
+                        continue
+                    vs_f = vs_s = vs_r = ""
+                    if server == "octopus":
+                        vs_f = fmt_ratio(ratio_of(ratios, scenario, workers, "fastapi"))
+                        vs_s = fmt_ratio(ratio_of(ratios, scenario, workers, "starlette"))
+                        vs_r = fmt_ratio(ratio_of(ratios, scenario, workers, "reference"))
+                    flag = "" if row["valid"] else " ⚠"
+                    out.append(
+                        f"| {SCENARIOS[scenario]['title']} | {label(server)} | {workers} | {row['rps']:.0f}{flag} | "
+                        f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |"
+                        + (f" {vs_r} |" if with_reference else "")
+                    )
     if with_reference:
         out.extend(reference_table(meta, ratios, scenarios, workers_list))
     if scaling:
@@ -890,13 +1135,29 @@ def markdown(meta, rows, ratios, scaling, scale, goals, scenarios, workers_list,
                 f"the response, is in the table {lo['small_recorded_ms']:.1f} ms vs {lo['large_recorded_ms']:.1f} ms "
                 f"after the request started (as seen by polling the table)"
             )
+    if fulfilment:
+        out.append("")
+        out.append(
+            f"Fulfilment probe (octopus-cards): {fulfilment['orders']} orders × {fulfilment['quantity']} codes, "
+            f"asynchronous, placed by {fulfilment['placers']} concurrent clients, delivered by `serve`'s "
+            "background work:"
+        )
+        out.append("")
+        out.append("| workers | placed in s | all delivered after s | codes/s | orders/s |")
+        out.append("|---:|---:|---:|---:|---:|")
+        for run in fulfilment["runs"]:
+            out.append(
+                f"| {run['workers']} | {run['placed_s']:.2f} | {run['delivered_s']:.2f} | "
+                f"{run['codes_per_s']:.0f} | {run['orders_per_s']:.1f} |"
+            )
     if goals:
         out.append("")
         out.append("| goal | measured | target | met |")
         out.append("|---|---:|---|---|")
         for g in goals:
-            value = f"{g['value']:.0f} rps" if g["unit"] == "rps" else f"{g['value']:.2f}×"
-            out.append(f"| {g['goal']} | {value} | {g['target']} | {'yes' if g['met'] else 'NO'} |")
+            out.append(
+                f"| {g['goal']} | {fmt_goal(g['value'], g['unit'])} | {g['target']} | {'yes' if g['met'] else 'NO'} |"
+            )
     return "\n".join(out)
 
 
@@ -931,7 +1192,12 @@ def chart(path, meta, rows, scale, scenarios, workers_list, servers=SERVERS):
     import matplotlib.pyplot as plt
 
     panels = (2 if scenarios else 0) + (1 if scale else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.2), squeeze=False)
+    # Side by side, each path (about 0.06 in a character at 7 pt) must fit its share of the panel;
+    # where they would overlap they are slanted, on panels widened to the scenarios.
+    longest = max((len(SCENARIOS[s]["title"].split(" ", 1)[1]) for s in scenarios), default=0)
+    crowded = 6.5 / max(len(scenarios), 1) < 0.06 * longest
+    width = max(6.5, 0.8 * len(scenarios) + 1.5) if crowded else 6.5
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 5.2 + crowded), squeeze=False)
     axes = list(axes[0])
     colours = {"octopus": "#2b6cb0", "reference": "#90cdf4", "fastapi": "#38a169", "starlette": "#a0aec0"}
     targets = [(server, w) for w in workers_list for server in servers]
@@ -958,20 +1224,26 @@ def chart(path, meta, rows, scale, scenarios, workers_list, servers=SERVERS):
             if metric == "rps" and server == "octopus":
                 for x, s, bar in zip(xs, scenarios, bars, strict=True):
                     base, ref = find(rows, s, "fastapi", w), find(rows, s, "reference", w)
+                    own = find(rows, OWN_BASES.get(s), "octopus", w)
                     notes = [f"{bar.get_height() / base['rps']:.2f}×F"] if base else []
+                    notes += [f"{bar.get_height() / own['rps']:.2f}×{own['scenario']}"] if own else []
                     notes += [f"{bar.get_height() / ref['rps']:.3f}×R"] if ref else []
                     if notes:
                         ax.annotate("\n".join(notes), (x, bar.get_height()), ha="center", va="bottom", fontsize=7)
         if metric == "rps" and "reference" in servers:  # room for the two-line notes above the bars
             ax.set_ylim(top=ax.get_ylim()[1] * 1.08)
         ax.set_xticks(range(len(scenarios)))
-        ax.set_xticklabels([SCENARIOS[s]["title"].replace(" /", "\n/", 1) for s in scenarios], fontsize=7)
+        if crowded:
+            ax.set_xticklabels([SCENARIOS[s]["title"] for s in scenarios], fontsize=7, rotation=30, ha="right")
+        else:
+            ax.set_xticklabels([SCENARIOS[s]["title"].replace(" /", "\n/", 1) for s in scenarios], fontsize=7)
         ax.set_ylabel(axis_label)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     if scenarios:
         reference_note = ", ×R = octopus / reference" if "reference" in servers else ""
-        axes[0].set_title(f"throughput (×F = octopus / FastAPI{reference_note})")
+        own_note = ", ×get/×login = of octopus' own" if any(s in OWN_BASES for s in scenarios) else ""
+        axes[0].set_title(f"throughput (×F = octopus / FastAPI{own_note}{reference_note})", fontsize=10)
         axes[1].set_title("tail latency")
     if scale:
         ax = axes[-1]
@@ -1147,6 +1419,98 @@ class ScaleProbe:
         }
 
 
+# -- the fulfilment probe -----------------------------------------------------------------------------
+
+
+class FulfilmentProbe:
+    """Asynchronous voucher orders (contract 5.5, 12): FULFILMENT_ORDERS orders of FULFILMENT_QUANTITY
+    codes placed at once on `octopus-cards serve`, and the time until its background work has
+    delivered them all, with the mock supplier and the default settings (no fulfilment delay)."""
+
+    PLACERS = 8  # clients placing the orders concurrently
+    POLL = 0.02  # seconds between looks at how many are still PENDING
+    TIMEOUT = 300  # seconds: a fulfilment that takes longer is broken, not slow
+
+    def __init__(self, ws, args):
+        self.ws, self.args = ws, args
+
+    def run(self):
+        log(f"fulfilment probe: {FULFILMENT_ORDERS} orders × {FULFILMENT_QUANTITY} codes")
+        url = self.ws.new_database("fulfilment")
+        self.ws.cli(url, "migrate")
+        import_catalogue(self.ws, url)
+        runs = [self.measure(url, workers) for workers in self.args.workers]
+        return {"orders": FULFILMENT_ORDERS, "quantity": FULFILMENT_QUANTITY, "placers": self.PLACERS, "runs": runs}
+
+    def measure(self, url, workers):
+        """One client of its own (so the PENDING count is of these orders alone) on a fresh server."""
+        client = voucher_client(self.ws, url, f"fulfilment-w{workers}")
+        body = dict(ORDER_BODY, quantity=FULFILMENT_QUANTITY)
+        with Server(self.ws, "octopus", workers, url, label=f"fulfilment-w{workers}") as server:
+            status, _, login = http(
+                "POST", server.url + "/auth/login", {"username": client["api_key"], "password": client["secret"]}
+            )
+            expect(status == 200, "octopus", "login", status, login)
+            token = login["data"]["access_token"]
+
+            def place(_):
+                status, _, order = http("POST", server.url + "/api/v1/orders", body, token=token)
+                expect(
+                    status == 201 and order["status"] == "PENDING" and order["vouchers"] == [],
+                    "octopus",
+                    f"an asynchronous order of {FULFILMENT_QUANTITY}, answered PENDING",
+                    status,
+                    order,
+                )
+                return order["id"]
+
+            started = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(self.PLACERS) as pool:
+                order_ids = list(pool.map(place, range(FULFILMENT_ORDERS)))
+            placed = time.perf_counter() - started
+            while left := self.pending(server.url, token):
+                elapsed = time.perf_counter() - started
+                expect(elapsed < self.TIMEOUT, "octopus", f"fulfilment within {self.TIMEOUT} s", "", f"{left} PENDING")
+                time.sleep(self.POLL)
+            delivered = time.perf_counter() - started
+            for order_id in order_ids:
+                self.check_delivered(server.url, token, order_id)
+        codes = FULFILMENT_ORDERS * FULFILMENT_QUANTITY
+        log(
+            f"  workers {workers}: {FULFILMENT_ORDERS} orders placed in {placed:.2f} s, {codes:,} codes delivered "
+            f"after {delivered:.2f} s ({codes / delivered:.0f} codes/s)"
+        )
+        return {
+            "workers": workers,
+            "placed_s": placed,
+            "delivered_s": delivered,
+            "codes_per_s": codes / delivered,
+            "orders_per_s": FULFILMENT_ORDERS / delivered,
+        }
+
+    @staticmethod
+    def pending(base_url, token):
+        status, headers, body = http("GET", base_url + "/api/v1/orders?status=PENDING&limit=1", token=token)
+        expect(status == 200, "octopus", "GET orders?status=PENDING", status, body)
+        return int(headers["x-total-count"])
+
+    @staticmethod
+    def check_delivered(base_url, token, order_id):
+        status, _, order = http("GET", f"{base_url}/api/v1/orders/{order_id}", token=token)
+        references = {v["voucher_reference_number"] for v in order["vouchers"]} if status == 200 else set()
+        expect(
+            status == 200
+            and order["status"] == "DELIVERED"
+            and len(order["vouchers"]) == FULFILMENT_QUANTITY
+            and references == {f"VRN-{order_id}-{n}" for n in range(1, FULFILMENT_QUANTITY + 1)}
+            and len({v["card_number"] for v in order["vouchers"]}) == FULFILMENT_QUANTITY,
+            "octopus",
+            f"order {order_id}: DELIVERED with {FULFILMENT_QUANTITY} distinct codes",
+            status,
+            order,
+        )
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -1214,7 +1578,15 @@ def parse_args(argv=None):
     )
     parser.add_argument("--logout-reps", type=int, default=None, help="logouts per size (default 9; --smoke 2)")
     parser.add_argument(
-        "--smoke", action="store_true", help="a quick run: 2 s per scenario per server, small scale probe"
+        "--fulfilment",
+        action="store_true",
+        help=f"also run the fulfilment probe ({FULFILMENT_ORDERS} orders × {FULFILMENT_QUANTITY} codes; on in --smoke)",
+    )
+    parser.add_argument("--fulfilment-only", action="store_true", help="run only the fulfilment probe")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick run: 2 s per scenario per server, small scale probe, the fulfilment probe",
     )
     parser.add_argument(
         "--worker-cpus",
@@ -1270,6 +1642,7 @@ def parse_args(argv=None):
             parser.error(f"--reference-octopus: {args.reference_octopus} is not an executable file")
     args.servers = REFERENCE_SERVERS if args.reference_octopus else SERVERS
     args.scale = args.scale or args.scale_only
+    args.fulfilment = args.fulfilment or args.fulfilment_only or smoke
     return args
 
 
@@ -1310,7 +1683,7 @@ def main(argv=None):
                 "interleaved, but expect noise"
             )
         rows, ratios, scaling, runs = [], [], [], []
-        scenarios = [] if args.scale_only else args.scenarios
+        scenarios = [] if args.scale_only or args.fulfilment_only else args.scenarios
         if scenarios:
             bench = Bench(ws, args)
             bench.setup()
@@ -1320,10 +1693,11 @@ def main(argv=None):
             ratios = compute_ratios(rows, scenarios, args.workers)
             scaling = compute_scaling(rows, scenarios, args.workers, args.servers)
         scale = ScaleProbe(ws, args).run() if args.scale else None
-        goals = evaluate_goals(rows, ratios, scaling, scale, args.workers)
+        fulfilment = FulfilmentProbe(ws, args).run() if args.fulfilment else None
+        goals = evaluate_goals(rows, ratios, scaling, scale, fulfilment, args.workers, args.database)
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
         meta["loadavg_end"] = os.getloadavg()
-        table = markdown(meta, rows, ratios, scaling, scale, goals, scenarios, args.workers, args.servers)
+        table = markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, args.workers, args.servers)
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         stem = output / f"{timestamp}-{args.database}"
@@ -1335,19 +1709,22 @@ def main(argv=None):
             "ratios": ratios,
             "scaling": scaling,
             "scale": scale,
+            "fulfilment": fulfilment,
             "goals": goals,
             "runs": runs,
             "table_markdown": table,
         }
         stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-        chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers, args.servers)
         print(table)
         print()
-        print(f"results: {stem.with_suffix('.json')}\nchart:   {stem.with_suffix('.png')}")
+        print(f"results: {stem.with_suffix('.json')}")
+        if scenarios or scale:  # the fulfilment probe alone is its table
+            chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers, args.servers)
+            print(f"chart:   {stem.with_suffix('.png')}")
         log(f"done in {meta['elapsed_s']} s")
         invalid = [r for r in rows if not r["valid"]]
         if invalid:
-            log("some measurements had errors or ran out of tokens (marked ⚠): see the JSON")
+            log("some measurements had errors, ran out of tokens or left orders undelivered (marked ⚠): see the JSON")
             return 1
         return 0
     except BenchError as exc:
