@@ -1,7 +1,7 @@
 """GET /api/v1/products, /api/v1/products/{id}; POST …/availability and …/charges; POST and GET
 /api/v1/orders, GET /api/v1/orders/{id} (contract 5)."""
 
-from octopus_cards.http.responses import json_body, paginated
+from octopus_cards.http.responses import json_body, paginated, paginated_body
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.http.sorting import shelf_order
 from octopus_cards.models import db, orders, vouchers
@@ -14,13 +14,13 @@ def list_products(token_info, page=1, limit=50, category=None, country_id=None, 
                   sort=None, sort_by=None, sort_dir=None):  # fmt: skip
     field, descending = shelf_order(sort, sort_by, sort_dir)
     shelf = vouchers.Shelf(category, country_id, currency_id, search, field, descending)
-    items, total = vouchers.shelf_page(token_info["client_id"], shelf, page, limit)
-    return paginated(items, page, limit, total)
+    body, size, total = vouchers.encoded_page(token_info["client_id"], shelf, page, limit)
+    return paginated_body(body, size, page, limit, total)
 
 
 @db.connection_context()
 def get_product(token_info, product_id):
-    return json_body(dumps(vouchers.describe(token_info["client_id"], product_id)).encode())
+    return json_body(vouchers.encoded_product(token_info["client_id"], product_id))
 
 
 @db.connection_context()

@@ -22,6 +22,7 @@ from octopus_cards.models.money import decimals, money, plain
 from octopus_cards.models.products import (
     PRODUCTS,
     VERTICALS,
+    CatalogueVersion,
     Denomination,
     EsimProduct,
     EsimVariant,
@@ -478,6 +479,7 @@ def import_catalogue(text, deactivate=False):
     document = validate(text)
     counts = Counts()
     reserved = reserved_ids(document)
+    hidden = 0  # voucher products deactivated
     with write_txn():
         refs = References.load()
         for rate in document.get("exchange_rates", []):
@@ -496,7 +498,11 @@ def import_catalogue(text, deactivate=False):
                 kept.append(row.id)
                 kept_variants += variant_ids
             if deactivate:
-                counts.deactivated += deactivate_missing(vertical, PRODUCTS[vertical], kept, kept_variants)
+                deactivated = deactivate_missing(vertical, PRODUCTS[vertical], kept, kept_variants)
+                counts.deactivated += deactivated
+                hidden += deactivated if vertical == "vouchers" else 0
+        if counts.created["vouchers"] or counts.updated["vouchers"] or hidden:
+            CatalogueVersion.bump()  # voucher product lists change (an identical import leaves them)
         advance_sequences()
     return counts.report()
 

@@ -105,11 +105,7 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
                 email=email, status=PENDING, base_currency=quoted.source_currency,
                 deduction_currency=quoted.destination_currency,
             )  # fmt: skip
-            taken = (
-                VoucherProduct.update(stock=VoucherProduct.stock - quantity)
-                .where((VoucherProduct.id == product.id) & (VoucherProduct.stock >= quantity))
-                .execute()
-            )
+            taken = VoucherProduct.take_stock(product.id, quantity)
             if product.stock is not None and taken != 1:
                 raise InsufficientStock()
             fx = None if quoted.forex_rate is None else (quoted.source_currency, quoted.destination_currency,

@@ -1,14 +1,15 @@
 """The catalogue's tables: voucher products and their denominations, top-up and eSIM products and
-their variants (contract 13.2), and each client's discounts and blacklist (16.2).
+their variants (contract 13.2), and each client's discounts and blacklist (16.2); and the catalogue
+version, moved in the same transaction by every change to what a voucher product list shows.
 
 Products are never deleted (past orders keep theirs); they are deactivated.
 """
 
 import json
 
-from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, TextField
+from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, IntegerField, TextField
 
-from octopus_cards.models.base import BaseModel, write_txn
+from octopus_cards.models.base import BaseModel, Prepared, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import Refused
 from octopus_cards.models.money import MoneyField, PercentField
@@ -27,6 +28,31 @@ class JSONField(TextField):
         return None if value is None else json.loads(value)
 
 
+class CatalogueVersion(BaseModel):
+    """One row (id 1): a number moved, in the same transaction, by every change to what a voucher
+    product list or object shows to a client: a catalogue import that changes voucher products,
+    a client's voucher discount or blacklist, stock running out. Server processes keep encoded
+    lists under the number they were built at and serve them only while it stands (contract 15.1,
+    item 39; models/vouchers.py). Anything new that changes such a list must call `bump()` too."""
+
+    version = BigIntegerField()
+
+    @classmethod
+    def current(cls):
+        return CURRENT_VERSION.execute(id=1).fetchone()[0]
+
+    @classmethod
+    def bump(cls):
+        """Inside the changing transaction, after the catalogue rows it writes: on PostgreSQL the
+        row stays locked until the commit, and taken after them it closes no deadlock cycle."""
+        cls.update(version=cls.version + 1).where(cls.id == 1).execute()
+
+
+CURRENT_VERSION = Prepared(
+    lambda slot: CatalogueVersion.select(CatalogueVersion.version).where(CatalogueVersion.id == slot("id"))
+)
+
+
 class VoucherProduct(BaseModel):
     name = CharField(max_length=200)
     category = ForeignKeyField(Category)
@@ -40,6 +66,16 @@ class VoucherProduct(BaseModel):
     stock = IntegerField(null=True)  # None: not tracked
     is_active = BooleanField(default=True)
     mock = JSONField(null=True)
+
+    @classmethod
+    def take_stock(cls, product_id, quantity):
+        """Inside a write transaction: take `quantity` from the product's tracked stock if it holds
+        that many. Returns 1 if taken, else 0 (always 0 for untracked stock). Stock run out hides
+        the product (contract 5), which moves the catalogue version."""
+        taken = cls.update(stock=cls.stock - quantity).where((cls.id == product_id) & (cls.stock >= quantity)).execute()
+        if taken and cls.select().where((cls.id == product_id) & (cls.stock == 0)).exists():
+            CatalogueVersion.bump()
+        return taken
 
 
 class Denomination(BaseModel):
@@ -144,6 +180,8 @@ def set_discount(client_id, vertical, product_id, discount):
             conflict_target=[ClientDiscount.client, ClientDiscount.vertical, ClientDiscount.product_id],
             preserve=[ClientDiscount.discount],
         ).execute()
+        if vertical == "vouchers":
+            CatalogueVersion.bump()
 
 
 def clear_discount(client_id, vertical, product_id):
@@ -161,6 +199,8 @@ def clear_discount(client_id, vertical, product_id):
         )
         if not removed:
             raise Refused(f"client {client_id} has no discount on {vertical} product {product_id}")
+        if vertical == "vouchers":
+            CatalogueVersion.bump()
 
 
 def blacklist(client_id, product_id):
@@ -168,6 +208,7 @@ def blacklist(client_id, product_id):
         Client.find(client_id)
         find_product("vouchers", product_id)
         ClientBlacklist.insert(client=client_id, product=product_id).on_conflict_ignore().execute()
+        CatalogueVersion.bump()
 
 
 def unblacklist(client_id, product_id):
@@ -181,3 +222,4 @@ def unblacklist(client_id, product_id):
         )
         if not removed:
             raise Refused(f"voucher product {product_id} is not blacklisted for client {client_id}")
+        CatalogueVersion.bump()

@@ -2,16 +2,27 @@
 effective discounts, filters and sorting, live availability and exact quotes.
 
 A product is visible to a client when it is active, not blacklisted for it, and in stock (stock not
-tracked, or above 0); anything else is `Product not found`. The catalogue changes only by operator
-commands, and every request reads it afresh (contract 15.1, item 39).
+tracked, or above 0); anything else is `Product not found`.
+
+Product lists and objects are what clients read most, and they change only with the catalogue
+version (products.CatalogueVersion), which every change to them moves in its own transaction. Each
+process keeps them encoded, under the version they were built at; every request reads the version
+first and is served from that store only while it stands, so a change shows in every request that
+starts after it is committed, in every process (contract 15.1, item 39). Availability and quotes
+read the catalogue afresh.
 """
 
+import collections
 import dataclasses
+import threading
 from decimal import Decimal
+from operator import itemgetter
 
 from peewee import JOIN
 
+from octopus_cards.models.base import db
 from octopus_cards.models.clients import Client
+from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import (
     InvalidDenomination,
     NotFound,
@@ -19,7 +30,13 @@ from octopus_cards.models.exceptions import (
 )
 from octopus_cards.models.money import decimals, plain, shown
 from octopus_cards.models.pricing import charges, forex_rate, select_wallet
-from octopus_cards.models.products import ClientBlacklist, ClientDiscount, Denomination, VoucherProduct
+from octopus_cards.models.products import (
+    CatalogueVersion,
+    ClientBlacklist,
+    ClientDiscount,
+    Denomination,
+    VoucherProduct,
+)
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
 from octopus_cards.models.wallets import ExchangeRate, Wallet
 
@@ -36,9 +53,18 @@ class Shelf:
     descending: bool = False
 
 
-def visible(client_id):
-    """The client's visible products, with what their objects show."""
+def visible_to(client_id):
+    """The condition on VoucherProduct that the client sees the product (contract 5)."""
     blacklisted = ClientBlacklist.select(ClientBlacklist.product).where(ClientBlacklist.client == client_id)
+    return (
+        VoucherProduct.is_active
+        & (VoucherProduct.stock.is_null() | (VoucherProduct.stock > 0))
+        & VoucherProduct.id.not_in(blacklisted)
+    )
+
+
+def visible(client_id):
+    """The client's visible products, as model objects with what quotes and orders need."""
     return (
         # The joined rows' ids too: without them peewee would blank the product's foreign keys.
         VoucherProduct.select(
@@ -57,11 +83,7 @@ def visible(client_id):
         .join_from(VoucherProduct, Subcategory, JOIN.LEFT_OUTER)
         .join_from(VoucherProduct, Country)
         .join_from(VoucherProduct, Currency)
-        .where(
-            VoucherProduct.is_active
-            & (VoucherProduct.stock.is_null() | (VoucherProduct.stock > 0))
-            & VoucherProduct.id.not_in(blacklisted)
-        )
+        .where(visible_to(client_id))
     )
 
 
@@ -82,59 +104,207 @@ def ranges(product_ids):
     return found
 
 
-def public(product, denominations, own_discount):
-    precision = product.currency.precision
+# -- product objects (contract 5.1) ----------------------------------------------------------------
+
+
+def offers(client_id, product_ids):
+    """{product id: [(min, max, effective discount)]}, in the catalogue's order: the denominations
+    and the client's own discount, in one query."""
+    own = ClientDiscount.alias()
+    rows = (
+        Denomination.select(
+            Denomination.product, Denomination.min_value, Denomination.max_value, Denomination.discount, own.discount
+        )
+        .join(
+            own,
+            JOIN.LEFT_OUTER,
+            on=(own.product_id == Denomination.product) & (own.client == client_id) & (own.vertical == "vouchers"),
+        )
+        .where(Denomination.product.in_(product_ids))
+        .order_by(Denomination.product, Denomination.position)
+        .tuples()
+    )
+    found = {}
+    for product_id, low, high, discount, own_discount in rows:
+        found.setdefault(product_id, []).append((low, high, max(discount, own_discount or 0)))
+    return found
+
+
+def objects(client_id, product_ids, condition=None):
+    """The product objects of `product_ids` (those that meet `condition`), in that order."""
+    if not product_ids:
+        return []
+    query = (
+        VoucherProduct.select(
+            VoucherProduct.id,
+            VoucherProduct.name,
+            Category.name,
+            Subcategory.name,
+            Country.alpha_3,
+            Currency.currency,
+            Currency.precision,
+            VoucherProduct.image_url,
+            VoucherProduct.delivery_mode,
+            VoucherProduct.delivery_time,
+            VoucherProduct.validity,
+        )  # fmt: skip
+        .join(Category)
+        .join_from(VoucherProduct, Subcategory, JOIN.LEFT_OUTER)
+        .join_from(VoucherProduct, Country)
+        .join_from(VoucherProduct, Currency)
+        .where(VoucherProduct.id.in_(product_ids))
+    )
+    if condition is not None:
+        query = query.where(condition)
+    rows = {row[0]: row for row in query.tuples()}
+    found = offers(client_id, list(rows))
+    return [public(rows[id_], found.get(id_, [])) for id_ in product_ids if id_ in rows]
+
+
+def public(row, denominations):
+    id_, name, category, subcategory, country, currency, precision, image_url, mode, time, validity = row
     return {
-        "id": product.id,
-        "name": product.name,
-        "category": product.category.name,
-        "sub_category": product.subcategory.name if product.subcategory_id else None,
-        "country_code": product.country.alpha_3,
-        "currency_code": product.currency.currency,
-        "image_url": product.image_url,
-        "delivery_mode": product.delivery_mode,
-        "delivery_time": product.delivery_time,
-        "validity": product.validity,
+        "id": id_,
+        "name": name,
+        "category": category,
+        "sub_category": subcategory,
+        "country_code": country,
+        "currency_code": currency,
+        "image_url": image_url,
+        "delivery_mode": mode,
+        "delivery_time": time,
+        "validity": validity,
         "available_denominations": [
-            {
-                "min_value": shown(d.min_value, precision),
-                "max_value": shown(d.max_value, precision),
-                "discount": plain(max(d.discount, own_discount or 0)),
-            }
-            for d in denominations
+            {"min_value": shown(low, precision), "max_value": shown(high, precision), "discount": plain(discount)}
+            for low, high, discount in denominations
         ],
     }
 
 
+# (id, name, category name) rows
 SORT_KEYS = {
-    "id": lambda product: product.id,
-    "name": lambda product: product.name.casefold(),
-    "category": lambda product: product.category.name.casefold(),
+    "id": itemgetter(0),
+    "name": lambda row: row[1].casefold(),
+    "category": lambda row: row[2].casefold(),
 }
 
 
 def shelf_page(client_id, shelf, page, limit):
     """One page of the client's visible products as the API lists them, and how many there are."""
-    query = visible(client_id)
+    query = VoucherProduct.select(VoucherProduct.id, VoucherProduct.name, Category.name).join(Category)
+    query = query.where(visible_to(client_id))
     if shelf.country_id is not None:
         query = query.where(VoucherProduct.country == shelf.country_id)
     if shelf.currency_id is not None:
         query = query.where(VoucherProduct.currency == shelf.currency_id)
-    products = list(query)
-    if shelf.category is not None:  # in Python: SQL's LOWER knows only ASCII on SQLite
-        products = [p for p in products if p.category.name.casefold() == shelf.category.casefold()]
+    rows = list(query.tuples())
+    # Names compare and sort by Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite.
+    if shelf.category is not None:
+        category = shelf.category.casefold()
+        rows = [row for row in rows if row[2].casefold() == category]
     if shelf.search:
         needle = shelf.search.casefold()
-        products = [p for p in products if needle in p.name.casefold()]
-    products.sort(key=SORT_KEYS["id"])  # ties stay in id ascending order, whichever way a field sorts
+        rows = [row for row in rows if needle in row[1].casefold()]
+    rows.sort(key=SORT_KEYS["id"])  # ties stay in id ascending order, whichever way a field sorts
     if shelf.sort_field is None:
-        products.reverse()  # newest first
+        rows.reverse()  # newest first
     else:
-        products.sort(key=SORT_KEYS[shelf.sort_field], reverse=shelf.descending)  # a stable sort
-    total = len(products)
-    chosen = products[(page - 1) * limit : page * limit]
-    found, discounts = ranges([p.id for p in chosen]), client_discounts(client_id)
-    return [public(p, found.get(p.id, []), discounts.get(p.id)) for p in chosen], total
+        rows.sort(key=SORT_KEYS[shelf.sort_field], reverse=shelf.descending)  # a stable sort
+    chosen = [row[0] for row in rows[(page - 1) * limit : page * limit]]
+    return objects(client_id, chosen), len(rows)
+
+
+def describe(client_id, product_id):
+    found = objects(client_id, [product_id], visible_to(client_id))
+    if not found:
+        raise NotFound("Product")
+    return found[0]
+
+
+# -- encoded, per process, while the catalogue version stands -------------------------------------
+
+
+class Encoded:
+    """Encoded answers of this process under the catalogue version they were built at: an LRU
+    bounded in entries and bytes, emptied when a newer version (or another database) is seen.
+    Handlers run in threads: one lock."""
+
+    def __init__(self, max_entries=1024, max_bytes=32 << 20):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.lock = threading.Lock()
+        self.entries = collections.OrderedDict()  # key -> (body, ...)
+        self.size = 0  # bytes of the bodies held
+        self.database = self.version = None
+
+    def current(self, version):
+        """Under the lock: whether answers of `version` may be served and kept."""
+        if db.obj is not self.database or self.version is None or version > self.version:
+            self.entries.clear()
+            self.size, self.database, self.version = 0, db.obj, version
+        return version == self.version
+
+    def get(self, version, key):
+        with self.lock:
+            if not self.current(version):
+                return None
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, version, key, value):
+        size = len(value[0] or b"")
+        if size > self.max_bytes // 8:
+            return
+        with self.lock:
+            if not self.current(version) or key in self.entries:
+                return
+            self.entries[key] = value
+            self.size += size
+            while len(self.entries) > self.max_entries or self.size > self.max_bytes:
+                _, dropped = self.entries.popitem(last=False)
+                self.size -= len(dropped[0] or b"")
+
+
+ENCODED = Encoded()
+
+
+def cached(key, build):
+    """The answer under `key` at the database's catalogue version: kept, or built and kept."""
+    version = CatalogueVersion.current()
+    found = ENCODED.get(version, key)
+    if found is None:
+        found = build()
+        ENCODED.put(version, key, found)
+    return found
+
+
+def encoded_page(client_id, shelf, page, limit):
+    """shelf_page encoded: (JSON body, items in it, items across all pages)."""
+
+    def build():
+        items, total = shelf_page(client_id, shelf, page, limit)
+        return dumps(items).encode(), len(items), total
+
+    return cached(("list", client_id, shelf, page, limit), build)
+
+
+def encoded_product(client_id, product_id):
+    """describe() encoded; Product not found as it would."""
+
+    def build():
+        try:
+            return (dumps(describe(client_id, product_id)).encode(),)
+        except NotFound:
+            return (None,)
+
+    body = cached(("one", client_id, product_id), build)[0]
+    if body is None:
+        raise NotFound("Product")
+    return body
+
+
+# -- availability and quotes: read afresh ---------------------------------------------------------
 
 
 def product_for(client_id, product_id):
@@ -142,11 +312,6 @@ def product_for(client_id, product_id):
     if product is None:
         raise NotFound("Product")
     return product
-
-
-def describe(client_id, product_id):
-    product = product_for(client_id, product_id)
-    return public(product, ranges([product.id]).get(product.id, []), client_discounts(client_id).get(product.id))
 
 
 def matching_range(product, denomination):

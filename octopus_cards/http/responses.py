@@ -24,13 +24,18 @@ def json_body(body, headers=None, status=200):
 
 def paginated(items, page_number, per_page, total):
     """A paginated list (contract 1.6): the bare array and its six headers."""
+    return paginated_body(dumps(items).encode(), len(items), page_number, per_page, total)
+
+
+def paginated_body(body, page_size, page_number, per_page, total):
+    """paginated() of an already-encoded array of `page_size` items."""
     pages = -(-total // per_page)
     headers = {
         "X-Page": str(page_number),
         "X-Per-Page": str(per_page),
         "X-Total-Count": str(total),
         "X-Total-Pages": str(pages),
-        "X-Page-Size": str(len(items)),
+        "X-Page-Size": str(page_size),
         "X-Has-More": "true" if page_number < pages else "false",
     }
-    return json_body(dumps(items).encode(), headers)
+    return json_body(body, headers)

@@ -1,5 +1,6 @@
 """API: the voucher catalogue as a client sees it (contract 5.1-5.4, 5.7): visibility, effective
-discounts, filters, both sort styles, pagination, availability and exact quotes, with every error."""
+discounts, filters, both sort styles, pagination, availability and exact quotes, with every error;
+and every change to the catalogue in the very next list, though each process keeps its lists encoded."""
 
 import json
 import secrets
@@ -8,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from octopus_cards import models
-from octopus_cards.models import Wallet, catalogue, products
+from octopus_cards.models import Wallet, catalogue, products, vouchers
 from octopus_cards.models.wallets import active_currency
 
 from support.inprocess import bearer
@@ -254,3 +255,122 @@ def test_the_vouchers_feature_gates_every_operation(api, shelf, new_client, logi
                            headers=headers)  # fmt: skip
     assert response.json() == error("BadRequestError", "INVALID_FEATURE",
                                     "The requested feature is not enabled for this client")  # fmt: skip
+
+
+# -- the encoded lists each process keeps, and the catalogue version that ends them (15.1, item 39) --
+
+
+@pytest.fixture
+def stall(migrated):
+    """Three products of a category of their own, for one test that changes them: their ids' base,
+    the category, `entry(offset, name, **fields)` and `load(*entries)` to import changes."""
+    base = 100_000_000 + secrets.randbelow(1_000_000) * 10
+    category = f"Stall {secrets.token_hex(3)}"
+
+    def entry(offset, name, **fields):
+        return {"id": base + offset, "name": name, "category": category, "country": "USA", "currency": "USD",
+                "denominations": [{"min": 10, "max": 500, "discount": 2.5}], **fields}  # fmt: skip
+
+    def load(*entries):
+        with models.db.connection_context():
+            return catalogue.import_catalogue(json.dumps({"vouchers": list(entries)}))
+
+    load(entry(1, "One"), entry(2, "Two", stock=1), entry(3, "Three"))
+    return {"base": base, "category": category, "entry": entry, "load": load}
+
+
+def stall_view(api, headers, stall):
+    """{offset: (name, discounts)} of the list, and of each product's own GET (the same, or absent)."""
+    response = api.get(f"/api/v1/products?category={stall['category']}&sort_dir=asc", headers=headers)
+    assert response.status_code == 200
+    shown = {item["id"] - stall["base"]: (item["name"], [d["discount"] for d in item["available_denominations"]])
+             for item in response.json()}  # fmt: skip
+    assert response.headers["x-total-count"] == str(len(shown))
+    for offset in (1, 2, 3):
+        one = api.get(f"/api/v1/products/{stall['base'] + offset}", headers=headers)
+        if offset in shown:
+            assert one.json() == next(item for item in response.json() if item["id"] == stall["base"] + offset)
+        else:
+            assert one.status_code == 404
+    return shown
+
+
+def change_by_import(stall, client, api, headers):
+    stall["load"](stall["entry"](1, "One renamed", denominations=[{"value": 20, "discount": 4}]),
+                  stall["entry"](2, "Two", stock=1), stall["entry"](3, "Three", active=False))  # fmt: skip
+    return {1: ("One renamed", [4]), 2: ("Two", [2.5])}
+
+
+def change_discounts(stall, client, api, headers):
+    with models.db.connection_context():
+        products.set_discount(client.id, "vouchers", stall["base"] + 1, D("7.5"))
+        products.set_discount(client.id, "vouchers", stall["base"] + 2, D("1"))  # below the range's own
+    return {1: ("One", [7.5]), 2: ("Two", [2.5]), 3: ("Three", [2.5])}
+
+
+def change_blacklist(stall, client, api, headers):
+    with models.db.connection_context():
+        products.blacklist(client.id, stall["base"] + 3)
+    return {1: ("One", [2.5]), 2: ("Two", [2.5])}
+
+
+def change_stock_by_an_order(stall, client, api, headers):
+    body = {"product_id": stall["base"] + 2, "denomination": 10, "quantity": 1}
+    response = api.post("/api/v1/orders", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return {1: ("One", [2.5]), 3: ("Three", [2.5])}  # its last code: out of stock
+
+
+@pytest.mark.parametrize(
+    "change", [change_by_import, change_discounts, change_blacklist, change_stock_by_an_order],
+    ids=["import", "discount", "blacklist", "stock-run-out-by-an-order"],
+)  # fmt: skip
+def test_every_change_shows_in_the_very_next_request(api, buyer, stall, change):
+    client, headers = buyer
+    before = {1: ("One", [2.5]), 2: ("Two", [2.5]), 3: ("Three", [2.5])}
+    assert stall_view(api, headers, stall) == before
+    assert stall_view(api, headers, stall) == before  # now served from what the process keeps
+    expected = change(stall, client, api, headers)
+    assert stall_view(api, headers, stall) == expected
+
+
+def test_undoing_a_change_shows_at_once_too(api, buyer, stall):
+    client, headers = buyer
+    with models.db.connection_context():
+        products.set_discount(client.id, "vouchers", stall["base"] + 1, D("9"))
+        products.blacklist(client.id, stall["base"] + 3)
+    assert stall_view(api, headers, stall) == {1: ("One", [9]), 2: ("Two", [2.5])}
+    with models.db.connection_context():
+        products.clear_discount(client.id, "vouchers", stall["base"] + 1)
+    assert stall_view(api, headers, stall) == {1: ("One", [2.5]), 2: ("Two", [2.5])}
+    with models.db.connection_context():
+        products.unblacklist(client.id, stall["base"] + 3)
+    assert stall_view(api, headers, stall) == {1: ("One", [2.5]), 2: ("Two", [2.5]), 3: ("Three", [2.5])}
+    stall["load"](stall["entry"](1, "One"), stall["entry"](2, "Two", stock=0), stall["entry"](3, "Three"))
+    assert stall_view(api, headers, stall) == {1: ("One", [2.5]), 3: ("Three", [2.5])}
+    stall["load"](stall["entry"](1, "One"), stall["entry"](2, "Two", stock=5), stall["entry"](3, "Three"))
+    assert stall_view(api, headers, stall) == {1: ("One", [2.5]), 2: ("Two", [2.5]), 3: ("Three", [2.5])}
+
+
+def test_a_kept_list_is_served_without_building_it_again(api, buyer, stall, new_client, login, monkeypatch):
+    """One page per (client, filters, sort, page, limit), built once while the catalogue stands."""
+    client, headers = buyer
+    built = []
+    real = vouchers.shelf_page
+    monkeypatch.setattr(vouchers, "shelf_page", lambda *args: built.append(args) or real(*args))
+    path = f"/api/v1/products?category={stall['category']}&limit=2"
+    first = api.get(path, headers=headers)
+    again = api.get(path, headers=headers)
+    assert again.content == first.content
+    assert {**again.headers, "x-request-id": ""} == {**first.headers, "x-request-id": ""}
+    assert (again.headers["x-total-count"], again.headers["x-page-size"], again.headers["x-has-more"]) == (
+        "3", "2", "true")  # fmt: skip
+    assert len(built) == 1
+    api.get(path + "&page=2", headers=headers)
+    _, key, secret = new_client(features=("vouchers",))
+    assert api.get(path, headers=bearer(login(key, secret)["access_token"])).json() == first.json()
+    assert len(built) == 3  # another page, another client: built for them
+    with models.db.connection_context():
+        products.blacklist(client.id, stall["base"] + 3)
+    assert [item["id"] - stall["base"] for item in api.get(path, headers=headers).json()] == [2, 1]
+    assert len(built) == 4
