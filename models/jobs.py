@@ -53,12 +53,13 @@ class Job(BaseModel):
                 job.attempts += 1
         return jobs
 
-    def renew(self, lease):
-        """Keep the claim while the job runs (a finished or rescheduled job is left alone)."""
+    @classmethod
+    def renew(cls, job_ids, lease):
+        """Keep the claims on these jobs while they run (finished or rescheduled ones are left alone)."""
         until = utcnow() + datetime.timedelta(seconds=lease)
         with write_txn():
-            Job.update(locked_until=until).where(
-                (Job.id == self.id) & Job.finished_at.is_null() & Job.locked_until.is_null(False)
+            cls.update(locked_until=until).where(
+                cls.id.in_(job_ids) & cls.finished_at.is_null() & cls.locked_until.is_null(False)
             ).execute()
 
     def finish(self):

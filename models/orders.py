@@ -16,6 +16,7 @@ from octopus_cards.models.exceptions import DuplicateReference, InsufficientStoc
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.money import MoneyField, money, shown
 from octopus_cards.models.products import VoucherProduct
+from octopus_cards.models.reference_data import Currency
 from octopus_cards.models.suppliers import SupplierRefused, TransientSupplierError
 from octopus_cards.models.vouchers import price
 from octopus_cards.models.wallets import CREDIT, DEBIT, Wallet
@@ -123,11 +124,11 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
 def work(job, supplier, retry_schedule):
     """Run a fulfilment job once: ask the supplier, settle what it answers, or schedule a retry.
     Returns the order's status as this run left it (None: there was nothing to do)."""
-    order = VoucherOrder.get_or_none(VoucherOrder.id == job.subject_id)
+    order = with_product().where(VoucherOrder.id == job.subject_id).get_or_none()
     if order is None or order.status != PENDING:
         job.finish()
         return None
-    product = VoucherProduct.get_by_id(order.product_id)
+    product = order.product
     try:
         delivery = supplier.issue_vouchers(product, order, order.quantity - order.delivered_quantity, job.attempts)
     except TransientSupplierError as error:
@@ -155,17 +156,18 @@ def work(job, supplier, retry_schedule):
 
 
 def conclude(job, order, codes, status):
-    """Settle the order for good and finish its job; the status the order has then (someone may
-    have settled it first)."""
-    settled = settle(order, codes, status)
+    """Settle the order for good and finish its job in the same transaction; the status the order
+    has then (someone may have settled it first)."""
+    if settle(order, codes, status, finishing=job):
+        return status
     job.finish()
-    return status if settled else VoucherOrder.get_by_id(order.id).status
+    return VoucherOrder.get_by_id(order.id).status
 
 
-def settle(order, codes, status):
+def settle(order, codes, status, finishing=None):
     """Record new codes and the status, with the refund and the event a final status brings, in one
     transaction, and only if the order is still as it was read (else someone settled it first, and
-    this returns False)."""
+    this returns False). `finishing`: a job that ends in the same transaction."""
     now = utcnow()
     delivered = order.delivered_quantity + len(codes)
     with write_txn():
@@ -194,8 +196,9 @@ def settle(order, codes, status):
         refund = money(order.total_payable * undelivered / order.quantity)
         if refund > 0:
             Wallet.post(order.wallet_id, CREDIT, refund, f"Refund for Order #{order.id}", order=("vouchers", order.id))
-        settled = VoucherOrder.get_by_id(order.id)
-        Event.record(order.client_id, f"order.{status.lower()}", event_data(settled))
+        Event.record(order.client_id, f"order.{status.lower()}", event_data(order, status, delivered, now))
+        if finishing is not None:
+            finishing.finish()
     return True
 
 
@@ -233,21 +236,27 @@ def operator_view(order_id):
     return shown
 
 
-def event_data(order):
-    """The `data` of an `order.*` event (contract 9.2): never a code."""
+def event_data(order, status, delivered, updated_at):
+    """The `data` of an `order.*` event (contract 9.2) for `order` as it now is (`status`,
+    `delivered` codes, settled at `updated_at`): never a code."""
     precision = order.product.currency.precision
     return {
         "id": order.id,
         "reference_code": order.client_reference,
-        "status": order.status,
+        "status": status,
         "product_name": order.product_name,
         "denomination": shown(order.denomination, precision),
         "quantity": order.quantity,
         "amount": shown(order.amount, precision),
-        "delivered_quantity": order.delivered_quantity,
-        "delivered_on": timestamp(order.updated_at) if order.delivered_quantity else None,
+        "delivered_quantity": delivered,
+        "delivered_on": timestamp(updated_at) if delivered else None,
         "created_at": timestamp(order.created_at),
     }
+
+
+def with_product():
+    """Orders with their product and its currency, in one query."""
+    return VoucherOrder.select(VoucherOrder, VoucherProduct, Currency).join(VoucherProduct).join(Currency)
 
 
 def public(order, with_vouchers=True):
@@ -280,7 +289,7 @@ def public(order, with_vouchers=True):
 
 
 def one_for(client_id, order_id):
-    order = VoucherOrder.get_or_none((VoucherOrder.id == order_id) & (VoucherOrder.client == client_id))
+    order = with_product().where((VoucherOrder.id == order_id) & (VoucherOrder.client == client_id)).get_or_none()
     if order is None:
         raise NotFound("Order")
     return public(order)

@@ -216,7 +216,7 @@ class Wallet(BaseModel):
         debit = transaction_type == DEBIT
         with write_txn():
             wallet = (
-                cls.select(cls.id, cls.client, Currency.currency, Currency.precision)
+                cls.select(cls.id, cls.client, Currency.id, Currency.currency, Currency.precision)
                 .join(Currency)
                 .where(cls.id == wallet_id)
                 .tuples()
@@ -224,7 +224,7 @@ class Wallet(BaseModel):
             )
             if wallet is None:
                 raise NotFound("Wallet")
-            _, client_id, code, precision = wallet
+            _, client_id, currency_id, code, precision = wallet
             if debit:
                 covered = (cls.amount >= amount) | ((cls.type == POSTPAID) & (cls.amount >= amount - BALANCE_LIMIT))
                 changed = cls.update(amount=cls.amount - amount).where((cls.id == wallet_id) & covered)
@@ -248,7 +248,11 @@ class Wallet(BaseModel):
                 order_vertical=order[0] if order else None,
                 order_id=order[1] if order else None,
             )
-            data = Transaction.one_for(client_id, transaction.id)
+            data = Transaction.public(
+                (transaction.id, wallet_id, currency_id, precision, transaction.amount, transaction_type,
+                 transaction.status, source, destination, transaction.forex_rate, transaction.conversion_charges,
+                 transaction.remarks, transaction.created_at)
+            )  # fmt: skip
             Event.record(client_id, WALLET_DEBITED if debit else WALLET_CREDITED, data)
         return data
 

@@ -20,19 +20,54 @@ PARALLEL = 4  # jobs one process runs at once (supplier calls may be slow)
 FIRST_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fulfil")
 
 
+IDLE_LEASE = 30  # seconds: a third of it is how often an idle keeper looks again
+
+
+class Leases:
+    """Keeps the leases of the jobs this process runs (contract 15.1, item 49), all of them in one
+    statement every third of the shortest lease, from one thread: only a process that died or hung
+    lets its leases expire."""
+
+    def __init__(self):
+        self.running, self.lock, self.shorter = {}, threading.Lock(), threading.Event()
+        self.thread = None
+
+    def hold(self, job, lease):
+        with self.lock:
+            if lease < min(self.running.values(), default=IDLE_LEASE + 1):
+                self.shorter.set()  # the keeper's next round must come sooner
+            self.running[job.id] = lease
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.keep, name="leases", daemon=True)
+                self.thread.start()
+
+    def release(self, job):
+        with self.lock:
+            self.running.pop(job.id, None)
+
+    def keep(self):
+        while True:
+            with self.lock:
+                lease = min(self.running.values(), default=IDLE_LEASE)
+            if self.shorter.wait(lease / 3):
+                self.shorter.clear()
+                continue
+            with self.lock:
+                ids, lease = list(self.running), max(self.running.values(), default=None)
+            if ids:
+                try:
+                    with models.db.connection_context():
+                        Job.renew(ids, lease)
+                except Exception:  # the database may be briefly away: the next round renews
+                    logger.exception("renewing job leases failed")
+
+
+LEASES = Leases()
+
+
 def run_one(job, runtime):
-    """Run a claimed job, renewing its lease while it runs (contract 15.1, item 49): only a process
-    that died or hung lets its lease expire."""
-    lease = runtime.settings.job_lease
-    done = threading.Event()
-
-    def renew():
-        while not done.wait(lease / 3):
-            with models.db.connection_context():
-                job.renew(lease)
-
-    renewer = threading.Thread(target=renew, name=f"lease-{job.id}", daemon=True)
-    renewer.start()
+    """Run a claimed job, its lease kept while it runs."""
+    LEASES.hold(job, runtime.settings.job_lease)
     try:
         with models.db.connection_context():
             status = orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
@@ -41,8 +76,7 @@ def run_one(job, runtime):
             "job %d (%s %d), attempt %d: %s", job.id, job.kind, job.subject_id, job.attempts, status or "nothing to do"
         )
     finally:
-        done.set()
-        renewer.join()
+        LEASES.release(job)
 
 
 def claim(runtime, limit):
