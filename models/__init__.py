@@ -2,7 +2,6 @@
 
 from octopus_cards.models.base import connect, db, migrate, write_txn
 from octopus_cards.models.clients import FEATURES, Client, ClientFeature, ClientIpAllow
-from octopus_cards.models.events import Event
 from octopus_cards.models.maintenance import prune
 from octopus_cards.models.products import (
     ClientBlacklist,
@@ -18,6 +17,7 @@ from octopus_cards.models.ratelimit import RateLimitHit
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
 from octopus_cards.models.tokens import Token, TokenFamily, TokenState
 from octopus_cards.models.wallets import ExchangeRate, Transaction, Wallet
+from octopus_cards.models.webhooks import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 
 __all__ = [
     "Category",
@@ -28,6 +28,8 @@ __all__ = [
     "ClientIpAllow",
     "Country",
     "Currency",
+    "Delivery",
+    "DeliveryAttempt",
     "Denomination",
     "EsimProduct",
     "EsimVariant",
@@ -44,6 +46,7 @@ __all__ = [
     "Transaction",
     "VoucherProduct",
     "Wallet",
+    "WebhookEndpoint",
     "connect",
     "db",
     "migrate",

@@ -32,13 +32,14 @@ class Job(BaseModel):
                           attempts=0 if held is None else 1)  # fmt: skip
 
     @classmethod
-    def claim(cls, lease, limit=4):
-        """Up to `limit` due jobs, each leased to the caller for `lease` seconds."""
+    def claim(cls, lease, limit, kind):
+        """Up to `limit` due jobs of `kind`, each leased to the caller for `lease` seconds."""
         now = utcnow()
         due = (
             cls.select()
             .where(
-                cls.finished_at.is_null()
+                (cls.kind == kind)
+                & cls.finished_at.is_null()
                 & (cls.run_after <= now)
                 & (cls.locked_until.is_null() | (cls.locked_until < now))
             )

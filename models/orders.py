@@ -11,15 +11,16 @@ from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, Inte
 from octopus_cards.models.base import BaseModel, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import timestamp
-from octopus_cards.models.events import Event
 from octopus_cards.models.exceptions import DuplicateReference, InsufficientStock, NotFound, Refused
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.money import MoneyField, money, shown
 from octopus_cards.models.products import VoucherProduct
+from octopus_cards.models.receipts import Receipt, voucher_receipt
 from octopus_cards.models.reference_data import Currency
 from octopus_cards.models.suppliers import SupplierRefused, TransientSupplierError
 from octopus_cards.models.vouchers import price
 from octopus_cards.models.wallets import CREDIT, DEBIT, Wallet
+from octopus_cards.models.webhooks import Event
 
 logger = logging.getLogger("octopus_cards.orders")
 
@@ -197,6 +198,10 @@ def settle(order, codes, status, finishing=None):
         if refund > 0:
             Wallet.post(order.wallet_id, CREDIT, refund, f"Refund for Order #{order.id}", order=("vouchers", order.id))
         Event.record(order.client_id, f"order.{status.lower()}", event_data(order, status, delivered, now))
+        if order.email:
+            Receipt.queue(
+                "vouchers", order.id, order.client_id, order.email, *voucher_receipt(order, status, delivered)
+            )
         if finishing is not None:
             finishing.finish()
     return True

@@ -13,7 +13,6 @@ from peewee import Case, CharField, DateTimeField, ForeignKeyField, IntegerField
 from octopus_cards.models.base import BaseModel, db, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import timestamp
-from octopus_cards.models.events import WALLET_CREDITED, WALLET_DEBITED, Event
 from octopus_cards.models.exceptions import (
     BalanceLimitExceeded,
     InsufficientBalance,
@@ -22,6 +21,7 @@ from octopus_cards.models.exceptions import (
 )
 from octopus_cards.models.money import SCALE, MoneyField, decimals, in_units, money, plain, shown
 from octopus_cards.models.reference_data import Currency
+from octopus_cards.models.webhooks import WALLET_CREDITED, WALLET_DEBITED, Event
 
 PREPAID, POSTPAID = "PREPAID", "POSTPAID"
 WALLET_TYPES = (PREPAID, POSTPAID)

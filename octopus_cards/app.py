@@ -25,8 +25,7 @@ async def prune_periodically(interval):
     while True:
         await anyio.sleep(interval)
         try:
-            tokens, hits = await anyio.to_thread.run_sync(models.prune)
-            logger.info("pruned %d expired token records and %d rate-limit hits", tokens, hits)
+            logger.info("%s", await anyio.to_thread.run_sync(models.prune))
         except Exception:  # the database may be briefly away; the next round retries
             logger.exception("pruning failed")
 

@@ -2,6 +2,7 @@
 
 import argparse
 import copy
+import datetime
 import json
 import logging
 import multiprocessing
@@ -15,16 +16,29 @@ from pathlib import Path
 from peewee import DatabaseError
 
 from octopus_cards import models
-from octopus_cards.models import FEATURES, Client, ExchangeRate, Wallet, catalogue, orders, products
+from octopus_cards.models import (
+    FEATURES,
+    Client,
+    Delivery,
+    ExchangeRate,
+    Wallet,
+    WebhookEndpoint,
+    catalogue,
+    orders,
+    products,
+    webhooks,
+)
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import DomainError
 from octopus_cards.models.money import decimals
 from octopus_cards.models.products import VERTICALS
 from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
+from octopus_cards.outbound import addresses
 from octopus_cards.settings import Settings, SettingsError, parse_network
 
 MAX_ID = 2**31 - 1
+OPERATOR_COMMANDS = ("client", "wallet", "fx", "catalog", "order", "webhook")
 
 
 class CliError(Exception):
@@ -107,6 +121,26 @@ def wallet_type_arg(text):
     if text not in WALLET_TYPES:
         raise argparse.ArgumentTypeError(f"invalid wallet type {text!r} (choose from {', '.join(WALLET_TYPES)})")
     return text
+
+
+endpoint_id_arg = id_arg("endpoint")
+delivery_id_arg = id_arg("delivery")
+
+
+def event_type_arg(text):
+    if text not in webhooks.EVENT_TYPES:
+        raise argparse.ArgumentTypeError(f"unknown event type {text!r} (choose from {', '.join(webhooks.EVENT_TYPES)})")
+    return text
+
+
+def rfc3339_arg(text):
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"invalid timestamp {text!r}: RFC 3339, e.g. 2025-01-15T12:00:00Z")
+    return moment.astimezone(datetime.UTC)
 
 
 def build_parser():
@@ -239,6 +273,42 @@ def build_parser():
         sub.add_argument("id", type=id_arg("order"))
         if action == "show":
             sub.add_argument("--json", action="store_true", help="print JSON")
+
+    webhook = commands.add_parser("webhook", help="manage webhook endpoints and their deliveries").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    added = webhook.add_parser("add", help="register an endpoint for a client; prints its secret once")
+    added.add_argument("client_id", type=client_id_arg)
+    added.add_argument("url")
+    added.add_argument("--event", action="append", type=event_type_arg, help="subscribe to this type (default: all)")
+    added.add_argument("--json", action="store_true", help="print JSON")
+    endpoints = webhook.add_parser("list", help="list endpoints, newest first")
+    endpoints.add_argument("--client", type=client_id_arg, metavar="ID")
+    endpoints.add_argument("--json", action="store_true", help="print JSON")
+    for action, help_text in (
+        ("remove", "delete an endpoint and its deliveries"),
+        ("enable", "let an endpoint receive deliveries again"),
+        ("disable", "stop attempts to an endpoint; its new deliveries are recorded as failed"),
+    ):
+        webhook.add_parser(action, help=help_text).add_argument("id", type=endpoint_id_arg)
+    for action, help_text in (
+        ("rotate-secret", "issue a new secret; the old one still signs for 24 hours"),
+        ("ping", "send one webhook.ping event now and print the outcome"),
+    ):
+        sub = webhook.add_parser(action, help=help_text)
+        sub.add_argument("id", type=endpoint_id_arg)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    deliveries = webhook.add_parser("deliveries", help="list deliveries, newest first")
+    deliveries.add_argument("--endpoint", type=endpoint_id_arg, metavar="ID")
+    deliveries.add_argument("--event", metavar="EVENT_ID")
+    deliveries.add_argument("--status", choices=webhooks.DELIVERY_STATUSES)
+    deliveries.add_argument("--json", action="store_true", help="print JSON")
+    webhook.add_parser("redeliver", help="one more attempt of a delivery, now").add_argument(
+        "delivery_id", type=delivery_id_arg
+    )
+    recover = webhook.add_parser("recover", help="one more attempt of every failed delivery since a time")
+    recover.add_argument("endpoint_id", type=endpoint_id_arg)
+    recover.add_argument("--since", type=rfc3339_arg, required=True, metavar="TIMESTAMP")
 
     catalog = commands.add_parser("catalog", help="validate, import and export the catalogue").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -411,6 +481,63 @@ def run_order_action(args):
         print(f"vouchers order {args.id}: CANCELLED, refunded")
 
 
+def run_webhook_action(args, settings):
+    endpoint_id = getattr(args, "id", None)
+    if args.action == "add":
+        try:
+            addresses.parse_webhook_url(args.url, allow_http=settings.webhook_allow_http)
+        except addresses.UnsafeUrl as exc:
+            raise CliError(str(exc)) from None
+        shown = WebhookEndpoint.add(args.client_id, args.url, args.event).described(with_secret=True)
+        print_json_or_line(
+            shown, args.json, "webhook endpoint {id}, client {client_id}: {url}\nsecret (shown once): {secret}"
+        )
+    elif args.action == "list":
+        shown = WebhookEndpoint.listing(args.client)
+        if args.json:
+            print(dumps(shown))
+        for endpoint in [] if args.json else shown:
+            state = "active" if endpoint["is_active"] else "disabled"
+            events = ",".join(endpoint["events"])
+            print(f"{endpoint['id']}\tclient {endpoint['client_id']}\t{state}\t{endpoint['url']}\t{events}")
+    elif args.action in ("remove", "enable", "disable"):
+        if args.action == "remove":
+            WebhookEndpoint.remove(endpoint_id)
+        else:
+            WebhookEndpoint.set_active(endpoint_id, args.action == "enable")
+        print(f"webhook endpoint {endpoint_id}: {args.action}d")
+    elif args.action == "rotate-secret":
+        rotated = WebhookEndpoint.rotate_secret(endpoint_id)
+        print_json_or_line(
+            rotated, args.json, "webhook endpoint {id}: new secret {secret} (the previous one signs for 24 hours)"
+        )
+    elif args.action == "ping":
+        from octopus_cards.http.runtime import Runtime
+        from octopus_cards.openapi import load_spec
+        from octopus_cards.worker import ping
+
+        outcome = ping(webhooks.ping(endpoint_id), Runtime.build(settings, load_spec()))
+        print_json_or_line(
+            outcome, args.json, "{event_id}: {status} (HTTP {http_status}, {duration_ms} ms, error {error})"
+        )
+    elif args.action == "deliveries":
+        shown = Delivery.listing(args.endpoint, args.event, args.status)
+        if args.json:
+            print(dumps(shown))
+        for row in [] if args.json else shown:
+            print(
+                "{id}\t{event_id}\t{event_type}\tendpoint {endpoint_id}\t{status}\t{attempts}\t{last_error}".format(
+                    **row
+                )
+            )
+    elif args.action == "redeliver":
+        Delivery.redeliver(args.delivery_id)
+        print(f"delivery {args.delivery_id}: queued")
+    else:
+        count = Delivery.recover(args.endpoint_id, args.since)
+        print(f"webhook endpoint {args.endpoint_id}: {count} failed deliveries queued")
+
+
 def read_file(path):
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -557,7 +684,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     # An operator command's stderr is its one line of refusal, if any (contract 15.1, item 38): the
     # log, migrations applied on the way included, speaks only for the server and maintenance.
-    quiet = args.command in ("client", "wallet", "fx", "catalog", "order")
+    quiet = args.command in OPERATOR_COMMANDS
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -568,13 +695,12 @@ def main(argv=None):
         if applied or args.command == "migrate":
             logging.getLogger("octopus_cards").info("migrations applied: %s", ", ".join(applied) or "none")
         if args.command == "prune":
-            tokens, hits = models.prune()
-            print(f"pruned {tokens} expired token records and {hits} rate-limit hits")
+            print(models.prune())
         if args.command == "serve":
             return serve(args, settings)
         if args.command == "worker":
             return run_worker(settings)
-        if args.command in ("client", "wallet", "fx", "catalog", "order"):
+        if args.command in OPERATOR_COMMANDS:
             with models.db.connection_context():
                 if args.command == "client":
                     run_client_action(args, settings)
@@ -584,6 +710,8 @@ def main(argv=None):
                     run_fx_action(args)
                 elif args.command == "order":
                     run_order_action(args)
+                elif args.command == "webhook":
+                    run_webhook_action(args, settings)
                 else:
                     run_catalog_action(args)
     except (CliError, SettingsError, DomainError) as exc:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,6 +49,12 @@ class Settings:
     voucher_sync_deadline: float = 10.0
     fulfilment_retry_schedule: tuple = (1.0, 5.0, 30.0, 120.0, 600.0)
     job_lease: int = 30
+    webhook_timeout: float = 10.0
+    webhook_allow_http: bool = False
+    webhook_allowed_networks: tuple = ()
+    webhook_retry_schedule: tuple = (30.0, 120.0, 600.0, 3600.0, 21600.0)
+    smtp_url: str = dataclasses.field(default="", repr=False)  # may carry a password
+    mail_from: str = "octopus-cards@localhost"
     background: bool = True
     prune_interval: int = 3600
     reference_cache_ttl: int = 60
@@ -81,7 +88,7 @@ class Settings:
             refresh_token_ttl=parse_int(env, "OCTOPUS_REFRESH_TOKEN_TTL", cls.refresh_token_ttl, 1),
             jwt_leeway=leeway,
             secret_pepper=pepper,
-            trusted_proxies=parse_networks(env.get("OCTOPUS_TRUSTED_PROXIES", "")),
+            trusted_proxies=parse_networks(env, "OCTOPUS_TRUSTED_PROXIES"),
             rate_limits=parse_rate_limits(env),
             max_body_bytes=parse_int(env, "OCTOPUS_MAX_BODY_BYTES", cls.max_body_bytes, 1024),
             bootstrap_client=parse_bootstrap_client(env.get("OCTOPUS_BOOTSTRAP_CLIENT", "")),
@@ -93,6 +100,12 @@ class Settings:
                 env, "OCTOPUS_FULFILMENT_RETRY_SCHEDULE", cls.fulfilment_retry_schedule
             ),
             job_lease=parse_int(env, "OCTOPUS_JOB_LEASE", cls.job_lease, 1, 86400),
+            webhook_timeout=parse_seconds(env, "OCTOPUS_WEBHOOK_TIMEOUT", cls.webhook_timeout),
+            webhook_allow_http=parse_bool(env, "OCTOPUS_WEBHOOK_ALLOW_HTTP", cls.webhook_allow_http),
+            webhook_allowed_networks=parse_networks(env, "OCTOPUS_WEBHOOK_ALLOWED_NETWORKS"),
+            webhook_retry_schedule=parse_schedule(env, "OCTOPUS_WEBHOOK_RETRY_SCHEDULE", cls.webhook_retry_schedule),
+            smtp_url=parse_smtp_url(env.get("OCTOPUS_SMTP_URL", "").strip()),
+            mail_from=parse_mail_from(env.get("OCTOPUS_MAIL_FROM", "").strip() or cls.mail_from),
             background=parse_bool(env, "OCTOPUS_BACKGROUND", cls.background),
             prune_interval=parse_int(env, "OCTOPUS_PRUNE_INTERVAL", cls.prune_interval, 0),
             reference_cache_ttl=parse_int(env, "OCTOPUS_REFERENCE_CACHE_TTL", cls.reference_cache_ttl, 0, 86400),
@@ -204,6 +217,26 @@ def parse_seconds(env, name, default):
     return value
 
 
+def parse_smtp_url(raw):
+    """`smtp://[user:password@]host:port` or `smtps://...`; empty: no receipts are sent."""
+    if not raw:
+        return ""
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        port_ok = parts.port is None or parts.port > 0  # .port raises ValueError when out of range
+    except ValueError:
+        parts, port_ok = None, False
+    if not (port_ok and parts.scheme in ("smtp", "smtps") and parts.hostname and parts.path in ("", "/")):
+        raise SettingsError("OCTOPUS_SMTP_URL must be smtp://[user:password@]host:port or smtps://...")
+    return raw
+
+
+def parse_mail_from(raw):
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", raw):
+        raise SettingsError("OCTOPUS_MAIL_FROM must be an e-mail address")
+    return raw
+
+
 def parse_schedule(env, name, default):
     """Seconds before each retry, comma-separated, decimals allowed (contract 14, 15.1 item 30)."""
     raw = env.get(name, "").strip()
@@ -248,11 +281,11 @@ def parse_jwt_keys(raw):
     return keys
 
 
-def parse_networks(raw):
+def parse_networks(env, name):
     try:
-        return tuple(parse_network(item) for item in (part.strip() for part in raw.split(",")) if item)
+        return tuple(parse_network(item) for item in (part.strip() for part in env.get(name, "").split(",")) if item)
     except ValueError as exc:
-        raise SettingsError(f"OCTOPUS_TRUSTED_PROXIES: {exc}") from None
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 def parse_network(text):

@@ -5,17 +5,18 @@ claimed with a lease, so none runs twice at once, and a dead process's jobs are 
 import concurrent.futures
 import logging
 import threading
+import time
 
 import anyio
 
 from octopus_cards import models
-from octopus_cards.models import orders
+from octopus_cards.http.observability import record_webhook_attempt
+from octopus_cards.models import orders, receipts, webhooks
 from octopus_cards.models.jobs import Job
 
 logger = logging.getLogger("octopus_cards.worker")
 
 IDLE_POLL = 0.2  # seconds between looks at an empty queue
-PARALLEL = 4  # jobs one process runs at once (supplier calls may be slow)
 # Synchronous orders' first supplier calls; one that outlives its request's deadline finishes here.
 FIRST_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fulfil")
 
@@ -65,12 +66,33 @@ class Leases:
 LEASES = Leases()
 
 
+def fulfil(job, runtime):
+    with models.db.connection_context():
+        return orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+
+
+def deliver(job, runtime):
+    started = time.monotonic()
+    status = webhooks.attempt(job, runtime.send_webhook, runtime.settings.webhook_retry_schedule)
+    if status is not None:
+        record_webhook_attempt(status, time.monotonic() - started)
+    return status
+
+
+def send_receipt(job, runtime):
+    return receipts.send(job, runtime.mail, runtime.settings.webhook_retry_schedule)
+
+
+# What runs a job of each kind, and how many of that kind one process runs at once: a lane of its
+# own per kind, so that slow receivers never hold up fulfilment, nor slow suppliers deliveries.
+LANES = {orders.JOB_KIND: (fulfil, 4), webhooks.JOB_KIND: (deliver, 16), receipts.JOB_KIND: (send_receipt, 2)}
+
+
 def run_one(job, runtime):
     """Run a claimed job, its lease kept while it runs."""
     LEASES.hold(job, runtime.settings.job_lease)
     try:
-        with models.db.connection_context():
-            status = orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+        status = LANES[job.kind][0](job, runtime)
         # One line a run, so that an operator can follow an order through every process that took it.
         logger.info(
             "job %d (%s %d), attempt %d: %s", job.id, job.kind, job.subject_id, job.attempts, status or "nothing to do"
@@ -79,36 +101,57 @@ def run_one(job, runtime):
         LEASES.release(job)
 
 
-def claim(runtime, limit):
+def claim(runtime, kind, limit):
     with models.db.connection_context():
-        return Job.claim(runtime.settings.job_lease, limit)
+        return Job.claim(runtime.settings.job_lease, limit, kind)
 
 
 async def work_forever(runtime):
-    """Claim as many jobs as there are free places, run them, and look again."""
-    running = set()
+    """Each lane claims as many jobs of its kind as it has free places, runs them, and looks again."""
+    async with anyio.create_task_group() as tasks:
+        for kind, (_, places) in LANES.items():
+            tasks.start_soon(work_lane, runtime, kind, places)
+
+
+class Lane:
+    """The jobs of one kind a process is running, and a wake-up call for when one of them ends."""
+
+    def __init__(self, places):
+        self.places, self.running, self.freed = places, set(), anyio.Event()
+
+    def ended(self, job_id):
+        self.running.discard(job_id)
+        self.freed.set()
+
+
+async def work_lane(runtime, kind, places):
+    lane = Lane(places)
     async with anyio.create_task_group() as tasks:
         while True:
-            free = PARALLEL - len(running)
+            lane.freed = anyio.Event()  # set by any job that ends from now on
+            free = lane.places - len(lane.running)
             jobs = []
             if free:
                 try:
-                    jobs = await anyio.to_thread.run_sync(claim, runtime, free)
+                    jobs = await anyio.to_thread.run_sync(claim, runtime, kind, free)
                 except Exception:  # the database may be briefly away: the next round retries
                     logger.exception("claiming background jobs failed")
             for job in jobs:
-                running.add(job.id)
-                tasks.start_soon(run_guarded, job, runtime, running)
-            await anyio.sleep(0 if jobs and len(jobs) == free else IDLE_POLL)
+                lane.running.add(job.id)
+                tasks.start_soon(run_guarded, job, runtime, lane)
+            if not free or len(jobs) == free:  # every place taken: look again as soon as one frees up
+                await lane.freed.wait()
+            else:  # the queue is empty for now
+                await anyio.sleep(IDLE_POLL)
 
 
-async def run_guarded(job, runtime, running):
+async def run_guarded(job, runtime, lane):
     try:
         await anyio.to_thread.run_sync(run_one, job, runtime)
     except Exception:  # its lease expires, and a later round takes the job over
         logger.exception("background job %d (%s) failed", job.id, job.kind)
     finally:
-        running.discard(job.id)
+        lane.ended(job.id)
 
 
 def fulfil_now(order_id, runtime):
@@ -124,3 +167,21 @@ def fulfil_now(order_id, runtime):
         FIRST_CALLS.submit(first_call).result(timeout=runtime.settings.voucher_sync_deadline)
     except concurrent.futures.TimeoutError:
         pass
+
+
+def ping(delivery, runtime):
+    """`webhook ping`: run the ping's held delivery job now; the outcome of its one attempt."""
+    with models.db.connection_context():
+        job = Job.get_or_none((Job.kind == webhooks.JOB_KIND) & (Job.subject_id == delivery.id))
+    if job is not None:  # none for a disabled endpoint: the delivery was recorded failed at once
+        run_one(job, runtime)
+    with models.db.connection_context():
+        delivery = webhooks.Delivery.get_by_id(delivery.id)
+        last = delivery.attempt_log.order_by(webhooks.DeliveryAttempt.number.desc()).first()
+    return {
+        "event_id": delivery.event_id,
+        "status": delivery.status,
+        "http_status": last.http_status if last else None,
+        "duration_ms": last.duration_ms if last else None,
+        "error": last.error if last else delivery.last_error,
+    }

@@ -22,7 +22,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from octopus_cards import models
+from octopus_cards.models import Delivery
+from octopus_cards.models.base import utcnow
 
 REQUESTS = Counter("octopus_requests_total", "Requests answered, by operation and status.", ["operation", "status"])
 LATENCY = Histogram(
@@ -33,6 +38,17 @@ LATENCY = Histogram(
 )
 AUTH_EVENTS = Counter("octopus_auth_events_total", "Authentication events, by kind.", ["event"])
 RATE_LIMITED = Counter("octopus_rate_limited_total", "Requests refused by a rate limit, by class.", ["limit_class"])
+
+WEBHOOK_ATTEMPTS = Counter(
+    "octopus_webhook_attempts_total",
+    "Webhook delivery attempts, by the delivery's state after them (delivered, pending: to be retried, failed).",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "octopus_webhook_attempt_duration_seconds",
+    "Time of one webhook delivery attempt, from sending to the end of the answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 access_log = logging.getLogger("octopus_cards.access")
 audit_log = logging.getLogger("octopus_cards.audit")
@@ -86,11 +102,30 @@ def record_request(scope, status, elapsed):
     )
 
 
+def record_webhook_attempt(outcome, seconds):
+    WEBHOOK_ATTEMPTS.labels(outcome).inc()
+    WEBHOOK_LATENCY.observe(seconds)
+
+
+class DeliveryQueue:
+    """The webhook queue as the database has it at scrape time, whichever process fills or drains it."""
+
+    def collect(self):
+        with models.db.connection_context():
+            depth, oldest = Delivery.pending_count(), Delivery.oldest_pending()
+        yield GaugeMetricFamily("octopus_webhook_queue_depth", "Webhook deliveries waiting to be delivered.", depth)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0
+        yield GaugeMetricFamily(
+            "octopus_webhook_oldest_pending_age_seconds", "Age of the oldest webhook delivery still pending.", age
+        )
+
+
 def exposition():
     """The text format and its content type, for every process of this server."""
+    registry = CollectorRegistry()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry = REGISTRY
+        registry.register(REGISTRY)
+    registry.register(DeliveryQueue())
     return generate_latest(registry).decode(), CONTENT_TYPE_PLAIN_0_0_4

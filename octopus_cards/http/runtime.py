@@ -1,11 +1,15 @@
-"""What the handlers and the HTTP pipeline need from the app that serves them, built once at
-start-up: the settings, the token codec and each operation's policy from the OpenAPI document."""
+"""What the handlers, the HTTP pipeline and the background work need from the app, built once at
+start-up: the settings, the token codec, each operation's policy from the OpenAPI document, the
+supplier and the webhook sender."""
 
 import dataclasses
+import functools
 
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import FEATURES
 from octopus_cards.models.suppliers import supplier_named
+from octopus_cards.outbound.mailer import mailer_for
+from octopus_cards.outbound.sender import send
 from octopus_cards.settings import RATE_LIMIT_CLASSES, Settings
 
 # Where RequestContext puts the Runtime in each request's scope.
@@ -55,6 +59,8 @@ class Runtime:
     codec: TokenCodec
     policies: dict
     supplier: object  # the fulfilment supplier (models/suppliers.py), chosen by OCTOPUS_SUPPLIER
+    send_webhook: object  # send(url, body, headers) -> the attempt's outcome (octopus_cards/outbound)
+    mail: object  # mail(recipient, subject, text), or None without an SMTP server
 
     @classmethod
     def build(cls, settings, spec):
@@ -65,4 +71,12 @@ class Runtime:
             settings.refresh_token_ttl,
             settings.jwt_leeway,
         )
-        return cls(settings, codec, policies(spec), supplier_named(settings.supplier))
+        send_webhook = functools.partial(
+            send,
+            timeout=settings.webhook_timeout,
+            allowed_networks=settings.webhook_allowed_networks,
+            allow_http=settings.webhook_allow_http,
+        )
+        return cls(
+            settings, codec, policies(spec), supplier_named(settings.supplier), send_webhook, mailer_for(settings)
+        )

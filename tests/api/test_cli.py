@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from octopus_cards import models
-from octopus_cards.cli import main, serve
+from octopus_cards.cli import serve
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import (
     Client,
@@ -21,22 +21,6 @@ from octopus_cards.models import (
     catalogue,
 )
 from octopus_cards.settings import Settings, SettingsError
-
-
-@pytest.fixture
-def cli(migrated, monkeypatch, capsys):
-    for name, value in migrated.items():
-        monkeypatch.setenv(name, value)
-
-    def run(*argv):
-        try:
-            code = main(list(argv))
-        except SystemExit as exited:  # argparse refusing the arguments
-            code = exited.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def create(cli, *extra):

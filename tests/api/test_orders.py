@@ -237,10 +237,10 @@ def test_concurrent_creates_with_one_new_reference(buyer, shop):
     app = shop["app"]
 
     def create():
-        with app.test_client(client=TEST_PEER) as own:
-            barrier.wait()
-            body = {"product_id": shop["base"] + 1, "denomination": 10, "quantity": 1, "client_reference": "race"}
-            answers.append(own.post("/api/v1/orders", json=body, headers=headers))
+        own = app.test_client(client=TEST_PEER)  # not entered: no lifespan, no background lanes of its own
+        barrier.wait()
+        body = {"product_id": shop["base"] + 1, "denomination": 10, "quantity": 1, "client_reference": "race"}
+        answers.append(own.post("/api/v1/orders", json=body, headers=headers))
 
     threads = [threading.Thread(target=create) for _ in range(20)]
     for thread in threads:

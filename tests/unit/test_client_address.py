@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from octopus_cards.http.client_address import client_address, is_allowed, normalise
 from octopus_cards.settings import parse_network, parse_networks
 
-PROXY = parse_networks("10.0.0.0/8, 2001:db8:ffff::/48")
+PROXY = parse_networks({"OCTOPUS_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8:ffff::/48"}, "OCTOPUS_TRUSTED_PROXIES")
 
 
 def addr(text):

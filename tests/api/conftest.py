@@ -1,0 +1,22 @@
+"""Fixtures of the in-process tests of the API and the operator commands."""
+
+import pytest
+
+from octopus_cards.cli import main
+
+
+@pytest.fixture
+def cli(migrated, monkeypatch, capsys):
+    """`octopus-cards ARGS...` in-process on the session database: (exit status, stdout, stderr)."""
+    for name, value in migrated.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*argv):
+        try:
+            code = main(list(argv))
+        except SystemExit as exited:  # argparse refusing the arguments
+            code = exited.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
