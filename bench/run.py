@@ -3,7 +3,8 @@
 
     python bench/run.py [--seconds N] [--rounds R] [--database sqlite|postgresql]
                         [--workers 1|2|1,2] [--scenarios get,login,...] [--scale] [--fulfilment]
-                        [--smoke] [--reference-octopus PATH]
+                        [--webhooks] [--smoke] [--reference-octopus PATH]
+    python bench/run.py --webhooks-only [--webhook-events 1000] [--webhook-rate 300]
     python bench/run.py --reference-octopus /tmp/ref-venv/bin/octopus-cards --scenarios get,login,refresh
 
 Needs: the project installed (`pip install -e '.[bench]'`: fastapi, matplotlib) and wrk
@@ -47,11 +48,25 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
 6. with --fulfilment, the fulfilment probe: on a fresh database, 100 orders of 100 codes each
    (asynchronous: answered 201 PENDING) placed at once on `octopus-cards serve`, and the time
    until its background work (OCTOPUS_BACKGROUND) has delivered all 10,000 codes, checked order
-   by order.
+   by order;
+7. with --webhooks, the webhook probe (issue 12): on a fresh database, a client whose one endpoint
+   (`octopus-cards webhook add`, http:// to 127.0.0.1 allowed by OCTOPUS_WEBHOOK_ALLOW_HTTP and
+   OCTOPUS_WEBHOOK_ALLOWED_NETWORKS) is bench/webhook_receiver.py, a process of its own that writes
+   down each arrival (its own capacity is measured first, with wrk); events are recorded by the
+   runner as every change records its own (Event.record, a transaction each). One
+   `octopus-cards worker` delivers: 1,000 events queued before it starts (deliveries/s, first to
+   last arrival: goal >= 300), then 1,000 recorded at once while it runs and 1,000 at 300/s
+   (delivery lag = arrival - commit of the event: goal p99 < 2 s at 300/s), with its CPU time
+   per delivery; then authenticated GET /api/v1/currencies on `octopus-cards serve` (wrk, 32
+   connections, interleaved rounds, a fresh server each) idle vs while 300 events/s are recorded
+   and delivered in-process (OCTOPUS_BACKGROUND=true; goal: >= 0.9 of idle), by a separate
+   worker, and recorded for a client without endpoints (the feeder's own cost). Every event must
+   arrive exactly once, and the database must show each delivered at its first attempt.
 
 --workers 1,2 runs every server with 1 and with 2 worker processes and reports the factor.
 --smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe)
-and runs the fulfilment probe too, at full size: it takes about 10 s.
+and runs the fulfilment probe too, at full size (about 10 s), and the webhook probe, small: 200
+events queued and 200 at 100/s, then GET idle vs delivering 100/s in-process, 1 s each (about 15 s).
 Rate limits are off in every server (OCTOPUS_RATE_LIMIT_PROFILE=off): the baselines have none.
 Every server pins each worker process to a CPU (OCTOPUS_WORKER_CPUS=auto, which the baselines
 honour too); --worker-cpus '' measures them unpinned.
@@ -83,6 +98,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -124,6 +140,11 @@ FULFILMENT_ORDERS = 100
 FULFILMENT_QUANTITY = 100  # above 5: asynchronous (contract 5.5); the default bulk limit
 # The voucher scenarios have no baseline; the issue sets them against octopus-cards' own scenario.
 OWN_BASES = {"products": "get", "order": "login"}
+# The webhook probe: a burst of WEBHOOK_EVENTS events, and a stream of WEBHOOK_RATE a second (the
+# issue's goal for one worker), delivered to bench/webhook_receiver.py on 127.0.0.1.
+WEBHOOK_EVENTS = 1000
+WEBHOOK_RATE = 300
+WEBHOOK_ENV = {"OCTOPUS_WEBHOOK_ALLOW_HTTP": "true", "OCTOPUS_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
 
 SCENARIOS = {
     "get": dict(title="GET /api/v1/currencies", script="get.lua", threads=1, env={"BENCH_PATH": "/api/v1/currencies"}),
@@ -335,8 +356,8 @@ class Workspace:
 
         return Settings.from_env(self.env(database_url))
 
-    def cli(self, database_url, *argv, build="octopus"):
-        env = self.env(database_url, "reference" if build == "reference" else None)
+    def cli(self, database_url, *argv, build="octopus", extra_env=None):
+        env = dict(self.env(database_url, "reference" if build == "reference" else None), **(extra_env or {}))
         done = subprocess.run(
             [build_executable(self.args, build), *argv],
             env=env,
@@ -373,9 +394,10 @@ class Workspace:
 class Server:
     """One of the three (four, with a reference build) servers, started fresh for each measurement."""
 
-    def __init__(self, ws, kind, workers, database_url, label=None):
+    def __init__(self, ws, kind, workers, database_url, label=None, env=None):
         self.ws, self.kind, self.workers, self.database_url = ws, kind, workers, database_url
         self.label = label or kind
+        self.env = env or {}  # settings of this start only (the webhook probe's)
         self.process = None
         self.port = None
         self.starts = 0
@@ -397,9 +419,8 @@ class Server:
         stem = self.ws.logs / f"{self.label}-w{self.workers}-{self.starts}"
         self.stderr_path = stem.with_suffix(".stderr")
         with open(stem.with_suffix(".stdout"), "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = spawn(
-                self.command(), env=self.ws.env(self.database_url, self.kind), cwd=self.ws.dir, stdout=out, stderr=err
-            )
+            env = dict(self.ws.env(self.database_url, self.kind), **self.env)
+            self.process = spawn(self.command(), env=env, cwd=self.ws.dir, stdout=out, stderr=err)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             if self.process.poll() is not None:
@@ -980,7 +1001,7 @@ def ratio_of(ratios, scenario, workers, base):
     return None
 
 
-def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, database):
+def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, database, webhooks=None):
     w = min(workers_list)
     goals = []
 
@@ -1047,6 +1068,39 @@ def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, datab
                 "> 1 (report)",
                 entry["factor"] > 1.0,
             )
+    if webhooks:
+        events, rate = webhooks["events"], webhooks["rate"]
+        value = webhooks["drain"]["delivered_per_s"]
+        goal(
+            f"webhook deliveries/s, one `octopus-cards worker`, {events:,} queued events, {database}",
+            value,
+            f">= {WEBHOOK_RATE}",
+            value >= WEBHOOK_RATE,
+            "events/s",
+        )
+        for name in ("burst", "stream"):
+            phase = webhooks.get(name)
+            if phase is None:  # no burst in --smoke
+                continue
+            where = f"a burst of {events:,}" if name == "burst" else f"{events:,} events at {rate}/s"
+            for p in (50, 99):
+                value = phase[f"lag_p{p}_s"]
+                goal_rate = name == "stream" and rate >= WEBHOOK_RATE  # the issue's goal is at its rate
+                target, met = ("< 2", value < 2) if p == 99 and goal_rate else ("(report)", True)
+                goal(f"webhook delivery lag p{p}, {where}, one worker", value, target, met, "s")
+        ratios = webhooks["get"]["ratios"]
+        value = ratios["delivering_vs_idle"]
+        goal(f"auth GET rps on serve delivering {rate} events/s in-process vs idle", value, ">= 0.9", value >= 0.9)
+        if "worker_vs_idle" in ratios:
+            value = ratios["worker_vs_idle"]
+            goal(
+                f"auth GET rps on serve while a separate worker delivers {rate} events/s vs idle",
+                value,
+                ">= 0.9 (report)",
+                value >= 0.9,
+            )
+        wrong = webhooks["missing"] + webhooks["duplicates"] + webhooks["mismatched_ids"]
+        goal("webhook events missing or duplicated", wrong, "0", wrong == 0, "count")
     return goals
 
 
@@ -1055,6 +1109,12 @@ def fmt_ratio(value):
 
 
 def fmt_goal(value, unit):
+    if unit == "count":
+        return f"{value:,}"
+    if unit == "events/s":
+        return f"{value:.0f} events/s"
+    if unit == "s" and value < 1:
+        return f"{value:.3f} s"
     if unit == "rps":
         return f"{value:.0f} rps"
     if unit in ("ms", "s"):
@@ -1062,7 +1122,9 @@ def fmt_goal(value, unit):
     return f"{value:.2f}×"
 
 
-def markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, workers_list, servers=SERVERS):
+def markdown(
+    meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, workers_list, servers=SERVERS, webhooks=None
+):
     with_reference = "reference" in servers  # without it, the tables are as they always were
     out = []
     out.append(
@@ -1150,6 +1212,8 @@ def markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, w
                 f"| {run['workers']} | {run['placed_s']:.2f} | {run['delivered_s']:.2f} | "
                 f"{run['codes_per_s']:.0f} | {run['orders_per_s']:.1f} |"
             )
+    if webhooks:
+        out.extend(webhook_tables(meta, webhooks))
     if goals:
         out.append("")
         out.append("| goal | measured | target | met |")
@@ -1159,6 +1223,68 @@ def markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, w
                 f"| {g['goal']} | {fmt_goal(g['value'], g['unit'])} | {g['target']} | {'yes' if g['met'] else 'NO'} |"
             )
     return "\n".join(out)
+
+
+def webhook_tables(meta, webhooks):
+    def seconds(value):
+        return "—" if value is None else f"{value:.3f}"
+
+    def rate(value):
+        return "—" if value is None else f"{value:.0f}"
+
+    drain, get = webhooks["drain"], webhooks["get"]
+    out = [
+        "",
+        f"Webhook probe (octopus-cards, {meta['database']}): deliveries to a receiver on 127.0.0.1 that takes "
+        f"{webhooks['receiver_capacity_rps']:,.0f} requests/s on its own; lag = arrival - commit of the event; "
+        "worker CPU = the delivering process's CPU time per delivery (at 100% of one CPU it caps the rate).",
+        "",
+        "| phase | events | recorded/s | delivered/s | lag p50 s | lag p99 s | lag max s | worker CPU ms/event "
+        "| missing | duplicates |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    phases = (
+        ("drain", f"queued, then one `octopus-cards worker` (first arrival {drain['first_arrival_s']:.2f} s after "
+                  f"its start; {drain['delivered_per_s_from_start']:.0f}/s counted from it)"),
+        ("burst", "a burst while the worker runs"),
+        ("stream", f"a stream of {webhooks['rate']}/s while the worker runs"),
+    )  # fmt: skip
+    for name, title in phases:
+        phase = webhooks.get(name)
+        if phase is None:
+            continue
+        out.append(
+            f"| {title} | {phase['events']:,} | {rate(phase['created_per_s'])} | {phase['delivered_per_s']:.0f} | "
+            f"{seconds(phase['lag_p50_s'])} | {seconds(phase['lag_p99_s'])} | {seconds(phase['lag_max_s'])} | "
+            f"{phase['worker_cpu_ms_per_event']:.2f} | {phase['missing']} | {phase['duplicates']} |"
+        )
+    deliveries = webhooks["deliveries"]
+    out.append("")
+    out.append(
+        f"The database: deliveries {', '.join(f'{n:,} {status}' for status, n in deliveries['by_status'].items())}; "
+        f"{deliveries['attempts']:,} attempts, for {deliveries['expected']:,} events "
+        f"({'as expected: each delivered at its first attempt' if deliveries['as_expected'] else 'NOT as expected'})."
+    )
+    out.append("")
+    out.append(
+        f"GET {get['path']} on `octopus-cards serve` (1 worker), {get['connections']} connections, "
+        f"{get['rounds']} interleaved round(s) of {get['seconds_per_round']} s, each on a fresh server:"
+    )
+    out.append("")
+    out.append(
+        "| condition | rps | vs idle | per round | p50 ms | p99 ms | errors | recorded/s | delivered/s under load "
+        "| lag p50 s | lag p99 s |"
+    )
+    out.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    idle = get["summary"]["idle"]["rps"]
+    for row in get["summary"].values():
+        out.append(
+            f"| {row['title']} | {row['rps']:.0f} | {row['rps'] / idle:.3f}× | "
+            f"{', '.join(f'{r:.0f}' for r in row['rps_per_round'])} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{row['errors']} | {rate(row.get('created_per_s'))} | {rate(row.get('delivered_per_s_under_load'))} | "
+            f"{seconds(row.get('lag_p50_s'))} | {seconds(row.get('lag_p99_s'))} |"
+        )
+    return out
 
 
 def reference_table(meta, ratios, scenarios, workers_list):
@@ -1511,6 +1637,517 @@ class FulfilmentProbe:
         )
 
 
+# -- the webhook delivery probe -------------------------------------------------------------------------
+
+
+def nearest_rank(values, p):
+    """The p-th percentile of `values` (nearest rank); nan for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(math.ceil(len(ordered) * p / 100.0) - 1, 0)]
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system) process `pid` has used so far; 0 where /proc is not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def transaction_object(client_id):
+    """A real wallet.credited transaction object (6.2) of the client's, the data of the probe's
+    events; made before the client has an endpoint, so its own event has no delivery."""
+    from octopus_cards.models import Wallet, db
+    from octopus_cards.models.wallets import CREDIT
+
+    with db.connection_context():
+        wallet = Wallet.open(client_id, "USD")
+        return Wallet.post(wallet.id, CREDIT, Decimal("1"), "Operator credit")
+
+
+class WebhookReceiver:
+    """bench/webhook_receiver.py in a process of its own, so that nothing of the runner's delays the
+    time it writes down for an arrival; the runner takes the arrivals from it over HTTP."""
+
+    def __init__(self, ws):
+        self.ws, self.process, self.port = ws, None, None
+
+    @property
+    def base(self):
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def url(self):
+        """Where the probe's endpoint is registered."""
+        return self.base + "/hooks/bench"
+
+    def start(self):
+        self.port = free_port()
+        cmd = [sys.executable, str(BENCH / "webhook_receiver.py"), "--host", HOST, "--port", str(self.port)]
+        with open(self.ws.logs / "receiver.stderr", "wb") as err:
+            self.process = spawn(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                if http("GET", self.base + "/health", timeout=2)[0] == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise BenchError(f"the webhook receiver did not start: see {self.ws.logs / 'receiver.stderr'}")
+
+    def stop(self):
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def take(self):
+        """The arrivals since the last call: [[time.time(), X-Event-ID, body]]."""
+        status, _, records = http("GET", self.base + "/records")
+        expect(status == 200, "receiver", "GET /records", status, records)
+        return records
+
+    def capacity(self, seconds, body):
+        """Requests a second the receiver itself answers (POSTs of an event's size, from wrk at 16
+        connections, the places of one worker's delivery lane): it must be far above the probe's rates."""
+        env = {"BENCH_PATH": "/sink", "BENCH_TOKEN": "none", "BENCH_BODY": body}
+        result = run_wrk(self.ws, self.base, "post.lua", seconds, 1, env, connections=16, tag="receiver")
+        return result["requests"] / (result["duration_us"] / 1e6)
+
+
+class EventFeeder:
+    """Events recorded in this process as every change records its own: models.webhooks.Event.record,
+    in a transaction of its own, which also opens the delivery (and its job) to each subscribed
+    endpoint. The n-th event's data is a wallet.credited transaction object (6.2) with id n, so the
+    receiver's copy names it; `created[n]` is the time.time() its transaction committed, which its
+    delivery lag is counted from (the events' created_at columns keep whole seconds only).
+    `threads` record at once (on PostgreSQL one thread's round trips cannot keep up 300 a second
+    on a busy machine; SQLite takes one writer at a time anyway)."""
+
+    def __init__(self, template, threads=1):
+        self.template, self.threads, self.count, self.created = template, threads, 0, {}
+        self.lock = threading.Lock()
+
+    def record(self, client_id):
+        from octopus_cards.models import webhooks
+        from octopus_cards.models.base import write_txn
+
+        with self.lock:
+            self.count += 1
+            number = self.count
+        with write_txn():
+            webhooks.Event.record(client_id, webhooks.WALLET_CREDITED, dict(self.template, id=number))
+        self.created[number] = time.time()
+        return number
+
+    def burst(self, client_id, count):
+        """`count` events, recorded as fast as the feeder's threads can; their numbers."""
+        return EventStream(self, client_id, None, count).start().finish()
+
+
+class EventStream:
+    """`rate` events a second (None: as fast as they can) from the feeder's threads, until `count`
+    are recorded or stop(). Behind schedule, they record as fast as they can until caught up."""
+
+    def __init__(self, feeder, client_id, rate, count=None):
+        self.feeder, self.client_id, self.rate, self.count = feeder, client_id, rate, count
+        self.halt, self.lock, self.taken, self.numbers, self.errors = threading.Event(), threading.Lock(), 0, [], []
+        self.threads = [
+            threading.Thread(target=self.run, name=f"event-stream-{i}", daemon=True) for i in range(feeder.threads)
+        ]
+
+    def start(self):
+        self.started = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def slot(self):
+        """The place in the schedule of the next event to record; None once `count` are taken."""
+        with self.lock:
+            if self.count is not None and self.taken >= self.count:
+                return None
+            self.taken += 1
+            return self.taken - 1
+
+    def run(self):
+        from octopus_cards.models import db
+
+        try:
+            with db.connection_context():
+                while (slot := self.slot()) is not None:
+                    due = self.started + slot / self.rate if self.rate else 0
+                    if self.halt.wait(max(due - time.monotonic(), 0)):
+                        break
+                    number = self.feeder.record(self.client_id)
+                    with self.lock:
+                        self.numbers.append(number)
+        except Exception as exc:  # the runner raises it in stop()
+            self.errors.append(exc)
+
+    def stop(self):
+        """Stop recording; the numbers of the events recorded."""
+        self.halt.set()
+        for thread in self.threads:
+            thread.join()
+        if self.errors:
+            raise BenchError(f"recording events failed: {self.errors[0]!r}")
+        return sorted(self.numbers)
+
+    def finish(self):
+        """Wait for all `count` events, then stop()."""
+        for thread in self.threads:
+            thread.join()
+        return self.stop()
+
+
+class WebhookProbe:
+    """Webhook deliveries (contract 9, issue 12), on a fresh database: one client with one endpoint,
+    registered with `octopus-cards webhook add` at a receiver on 127.0.0.1 (bench/webhook_receiver.py,
+    its own capacity measured first), and events recorded by the runner (EventFeeder):
+
+    1. drain: a burst of N events queued with no worker running, then one `octopus-cards worker`
+       started: deliveries a second, first to last arrival (what one worker sustains) and from its
+       start (start-up included);
+    2. burst: N more events recorded as fast as the runner can while that worker runs (idle till
+       then): their delivery lag (arrival - commit of the event) when N arrive at once;
+    3. stream: N events at WEBHOOK_RATE a second while it runs: the lag at the issue's rate;
+    4. GET: authenticated GET /api/v1/currencies rps (wrk, 32 connections) on `octopus-cards serve`
+       (1 worker, OCTOPUS_BACKGROUND=true: it delivers in-process) while events are recorded at
+       WEBHOOK_RATE a second, against the same with no events (idle), in interleaved rounds, each
+       on a fresh server; outside --smoke also with the same stream delivered by a separate
+       worker, and for a client without endpoints (events only: the feeder's own cost, no
+       delivery), to tell the costs apart.
+
+    Every event must arrive, and each exactly once (a duplicate or a missing one makes the run
+    invalid); each phase waits for all of its events before the next starts, so no two overlap.
+    Lag is counted from the commit of the event's transaction, as the runner timed it: the
+    event's created_at keeps whole seconds only. Outside --smoke, the GET probe also runs while a
+    separate `octopus-cards worker` delivers (serve with OCTOPUS_BACKGROUND=false). --smoke runs
+    the drain and the stream (no burst), at --webhook-events 200 and --webhook-rate 100, and the
+    GET probe idle vs delivering, 1 s each, without warm-up."""
+
+    LEAD_IN = 1.0  # seconds of the stream before wrk starts, so deliveries are under way
+    POLL = 0.05  # seconds between looks at the receiver's arrivals
+
+    def __init__(self, ws, args):
+        self.ws, self.args = ws, args
+        self.receiver = WebhookReceiver(ws)
+        self.arrivals = {}  # event number -> [arrival times]
+        self.mismatched = 0  # arrivals whose X-Event-ID is not the id in their body
+
+    def prepare(self):
+        """The probe's database, its two clients (the first with the endpoint, at the receiver,
+        which this starts), an access token of the first, and the feeder; the runner stays
+        connected to the database (dbtools.disconnect() ends it). Returns (url, hooked client id,
+        unhooked client id, token, endpoint id, an event's body)."""
+        import dbtools
+
+        from octopus_cards.models.encoding import dumps  # how every event's body is written
+
+        url = self.ws.new_database("webhooks")
+        self.ws.cli(url, "migrate")
+        dbtools.connect(url)
+        settings = self.ws.settings(url)
+        ((hooked, _, _), (unhooked, _, _)) = dbtools.provision_clients(settings, 2, "webhooks", [CLIENT_NETWORK])
+        token = dbtools.mint_pairs(settings, hooked, 1)[0][0]
+        template = transaction_object(hooked)
+        self.feeder = EventFeeder(template, threads=1 if self.args.database == "sqlite" else 4)
+        self.receiver.start()
+        argv = ("webhook", "add", str(hooked), self.receiver.url, "--json")
+        endpoint = json.loads(self.ws.cli(url, *argv, extra_env=WEBHOOK_ENV))
+        sample = dumps({"id": "evt_" + "0" * 27, "type": "wallet.credited", "created_at": "", "data": template})
+        return url, hooked, unhooked, token, endpoint["id"], sample
+
+    def close(self):
+        import dbtools
+
+        self.receiver.stop()
+        dbtools.disconnect()
+
+    def run(self):
+        events, rate = self.args.webhook_events, self.args.webhook_rate
+        log(f"webhook probe: {events:,} events a phase, streams of {rate}/s")
+        try:
+            url, hooked, unhooked, token, endpoint_id, sample = self.prepare()
+            capacity = self.receiver.capacity(1 if self.args.smoke else 2, sample)
+            log(f"  receiver: {capacity:,.0f} requests/s on its own")
+            phases = self.worker_phases(url, hooked, events, rate)
+            get = self.get_probe(url, hooked, unhooked, token, rate)
+            self.take(settle=1.0)  # a late duplicate of any phase
+            for part in (*phases.values(), get):
+                part["duplicates"] = sum(len(self.arrivals.get(n, ())) - 1 for n in part.pop("numbers"))
+            deliveries = self.deliveries(endpoint_id, self.feeder.count - get.pop("events_only_events"))
+        finally:
+            self.close()
+        duplicates = sum(p["duplicates"] for p in phases.values()) + get["duplicates"]
+        missing = sum(p["missing"] for p in phases.values()) + get["missing"]
+        broken = duplicates or missing or self.mismatched or get["errors"] or not deliveries["as_expected"]
+        return {
+            "events": events,
+            "rate": rate,
+            "receiver_capacity_rps": capacity,
+            **phases,
+            "get": get,
+            "deliveries": deliveries,
+            "duplicates": duplicates,
+            "missing": missing,
+            "mismatched_ids": self.mismatched,
+            "valid": not broken,
+        }
+
+    def start_worker(self, url, command=None):
+        """One `octopus-cards worker` (or `command`) with the probe's settings."""
+        env = dict(self.ws.env(url, "octopus"), **WEBHOOK_ENV)
+        with open(self.ws.logs / "worker.stdout", "ab") as out, open(self.ws.logs / "worker.stderr", "ab") as err:
+            return spawn(command or [octopus_executable(), "worker"], env=env, cwd=self.ws.dir, stdout=out, stderr=err)
+
+    def worker_phases(self, url, client_id, events, rate):
+        queued = self.feeder.burst(client_id, events)
+        log(f"  drain: {events:,} events queued; starting one `octopus-cards worker`")
+        started = time.time()
+        worker = self.start_worker(url)
+        try:
+            cpu, early = self.first_arrival(queued, worker)
+            drain = self.phase("drain", queued, worker, started=started, cpu=cpu, early=early)
+            burst = None
+            if not self.args.smoke:  # the stream checks the same path
+                cpu = process_cpu(worker.pid)
+                burst = self.phase("burst", self.feeder.burst(client_id, events), worker, cpu=cpu)
+            stream = EventStream(self.feeder, client_id, rate, count=events)
+            cpu = process_cpu(worker.pid)
+            stream.start()
+            stream = self.phase("stream", stream.finish(), worker, cpu=cpu)
+            self.settled(worker)
+        finally:
+            stop_process(worker)
+        return {name: phase for name, phase in (("drain", drain), ("burst", burst), ("stream", stream)) if phase}
+
+    def phase(self, name, numbers, process, started=None, cpu=0.0, early=0):
+        """Wait until every event of `numbers` has arrived; their figures, with the CPU time the
+        delivering process took for them since it had used `cpu` seconds (the drain's: since its
+        first delivery, when `early` of them had arrived, so that its start-up is left out)."""
+        self.wait_for(numbers, process)
+        cpu = process_cpu(process.pid) - cpu
+        firsts = {n: min(self.arrivals[n]) for n in numbers if n in self.arrivals}
+        created = [self.feeder.created[n] for n in numbers]
+        lags = [firsts[n] - self.feeder.created[n] for n in firsts]
+        span = max(firsts.values()) - min(firsts.values()) if len(firsts) > 1 else float("nan")
+        figures = {
+            "numbers": numbers,
+            "events": len(numbers),
+            "received": len(firsts),
+            "missing": len(numbers) - len(firsts),
+            "created_per_s": (len(created) - 1) / (max(created) - min(created)) if len(created) > 1 else None,
+            "delivered_per_s": (len(firsts) - 1) / span if firsts else 0.0,
+            "lag_p50_s": nearest_rank(lags, 50),
+            "lag_p99_s": nearest_rank(lags, 99),
+            "lag_max_s": max(lags, default=float("nan")),
+            "worker_cpu_ms_per_event": 1000 * cpu / max(len(numbers) - early, 1),
+        }
+        if started is not None:  # the drain: the worker started after the events were queued
+            figures["first_arrival_s"] = min(firsts.values()) - started
+            figures["delivered_per_s_from_start"] = len(firsts) / (max(firsts.values()) - started)
+            for key in ("lag_p50_s", "lag_p99_s", "lag_max_s"):  # their wait for the worker: no lag
+                figures[key] = None
+        note = "" if started is None else f", first {figures['first_arrival_s']:.2f} s after the worker's start"
+        log(
+            f"  {name}: {figures['received']:,}/{len(numbers):,} delivered at {figures['delivered_per_s']:.0f}/s"
+            + (f", lag p50 {figures['lag_p50_s']:.3f} s p99 {figures['lag_p99_s']:.3f} s" if started is None else "")
+            + f", worker CPU {figures['worker_cpu_ms_per_event']:.2f} ms/event{note}"
+        )
+        return figures
+
+    def first_arrival(self, numbers, process):
+        """Wait for the first of `numbers` to arrive (the end of the process's start-up); the CPU
+        seconds it has used by then, and how many of them have arrived."""
+        wanted = set(numbers)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.arrivals.keys() & wanted:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the process delivering the webhooks did not start: see {self.ws.logs}")
+            self.take()
+            time.sleep(self.POLL / 5)
+        return process_cpu(process.pid), len(self.arrivals.keys() & wanted)
+
+    def take(self, settle=0.0):
+        time.sleep(settle)
+        for arrived, event_id, body in self.receiver.take():
+            event = json.loads(body)
+            self.mismatched += event["id"] != event_id
+            self.arrivals.setdefault(event["data"]["id"], []).append(arrived)
+
+    def wait_for(self, numbers, process):
+        """Until every one of `numbers` has arrived, `process` (which delivers them) has died, or
+        the time it may take is up (a missing event is counted, not waited for forever)."""
+        wanted = set(numbers)
+        deadline = time.monotonic() + 30 + len(numbers) / 20
+        while True:
+            self.take()
+            if wanted <= self.arrivals.keys():
+                return
+            if process.poll() is not None:
+                raise BenchError(
+                    f"the process delivering the webhooks exited ({process.returncode}): see {self.ws.logs}"
+                )
+            if time.monotonic() > deadline:
+                log(f"  {len(wanted - self.arrivals.keys())} events did not arrive")
+                return
+            time.sleep(self.POLL)
+
+    # The GET probe's conditions: what serve does besides answering wrk, and who delivers.
+    GET_CONDITIONS = {
+        "idle": "idle (no events)",
+        "delivering": "delivering {rate} events/s in-process (OCTOPUS_BACKGROUND=true)",
+        "worker": "{rate} events/s delivered by a separate `octopus-cards worker` (OCTOPUS_BACKGROUND=false)",
+        "events_only": "{rate} events/s for a client without endpoints: no delivery, the feeder's own cost",
+    }
+    DELIVERED = ("delivering", "worker")  # the conditions whose events are delivered
+
+    def get_probe(self, url, hooked, unhooked, token, rate):
+        conditions = ("idle", "delivering") if self.args.smoke else tuple(self.GET_CONDITIONS)
+        per_round = 1 if self.args.smoke else int(self.args.seconds / self.args.rounds)
+        log(f"  GET /api/v1/currencies on serve: {', '.join(conditions)}; {self.args.rounds} round(s) of {per_round} s")
+        runs = []
+        for round_index in range(1, self.args.rounds + 1):
+            for condition in conditions if round_index % 2 else conditions[::-1]:
+                client = unhooked if condition == "events_only" else hooked
+                runs.append(self.measure_get(url, condition, client, token, rate, per_round, round_index))
+        summary = {}
+        for condition in conditions:
+            group = [r for r in runs if r["condition"] == condition]
+            histogram = merge_histograms(r.pop("histogram") for r in group)
+            summary[condition] = {
+                "title": self.GET_CONDITIONS[condition].format(rate=rate),
+                "rps": sum(r["requests"] for r in group) / (sum(r["duration_us"] for r in group) / 1e6),
+                "rps_per_round": [round(r["rps"], 1) for r in group],
+                "p50_ms": percentile(histogram, 50) / 1000,
+                "p99_ms": percentile(histogram, 99) / 1000,
+                "errors": sum(sum(r["errors"].values()) for r in group),
+            }
+            if condition != "idle":
+                summary[condition]["created_per_s"] = statistics.mean(r["created_per_s"] for r in group)
+            if condition in self.DELIVERED:
+                lags = [lag for r in group for lag in r.pop("lags")]
+                summary[condition].update(
+                    delivered_per_s_under_load=statistics.mean(r["delivered_per_s_under_load"] for r in group),
+                    lag_p50_s=nearest_rank(lags, 50),
+                    lag_p99_s=nearest_rank(lags, 99),
+                    lag_max_s=max(lags, default=float("nan")),
+                )
+        idle = summary["idle"]["rps"]
+        ratios = {f"{c}_vs_idle": summary[c]["rps"] / idle for c in conditions if c != "idle"}
+        if "events_only" in summary:
+            ratios["delivering_vs_events_only"] = summary["delivering"]["rps"] / summary["events_only"]["rps"]
+        numbers = [n for r in runs if r["condition"] in self.DELIVERED for n in r.pop("numbers")]
+        events_only = sum(r.pop("events", 0) for r in runs if r["condition"] == "events_only")
+        return {
+            "path": "/api/v1/currencies",
+            "connections": CONNECTIONS,
+            "seconds_per_round": per_round,
+            "rounds": self.args.rounds,
+            "summary": summary,
+            "ratios": ratios,
+            "errors": sum(s["errors"] for s in summary.values()),
+            "missing": sum(r.get("missing", 0) for r in runs),
+            "numbers": numbers,
+            "events_only_events": events_only,
+            "runs": runs,
+        }
+
+    def measure_get(self, url, condition, client, token, rate, seconds, round_index):
+        """wrk on a fresh `serve`, with a stream of events unless idle; in the delivered conditions
+        every event is waited for (and settled) before the server (and worker) stop."""
+        env = {"BENCH_PATH": "/api/v1/currencies", "BENCH_TOKEN": token}
+        settings = dict(WEBHOOK_ENV, OCTOPUS_BACKGROUND="false" if condition == "worker" else "true")
+        label = f"webhooks-{condition}-r{round_index}"
+        worker = self.start_worker(url) if condition == "worker" else None
+        try:
+            with Server(self.ws, "octopus", 1, url, label=label, env=settings) as server:
+                deliverer = worker or server.process
+                if not self.args.smoke:
+                    run_wrk(self.ws, server.url, "get.lua", self.args.warmup, 1, env, tag="warm")
+                stream = None
+                if condition != "idle":
+                    stream = EventStream(self.feeder, client, rate)
+                    stream.start()
+                    time.sleep(self.LEAD_IN / (2 if self.args.smoke else 1))
+                loaded_from = time.time()
+                try:
+                    result = run_wrk(self.ws, server.url, "get.lua", seconds, 1, env, tag=label)
+                finally:
+                    loaded_until = time.time()
+                    numbers = stream.stop() if stream else []
+                if condition in self.DELIVERED:  # wait before whoever delivers them stops
+                    self.wait_for(numbers, deliverer)
+                    self.settled(deliverer)
+        finally:
+            if worker is not None:
+                stop_process(worker)
+        result.update(condition=condition, round=round_index)
+        result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+        note = ""
+        result["events"] = len(numbers)
+        if len(numbers) > 1:
+            created = [self.feeder.created[n] for n in numbers]
+            result["created_per_s"] = (len(created) - 1) / (max(created) - min(created))
+            note = f", {result['created_per_s']:.0f} events/s recorded"
+        if condition in self.DELIVERED:
+            firsts = {n: min(self.arrivals[n]) for n in numbers if n in self.arrivals}
+            under_load = sum(loaded_from <= t <= loaded_until for t in firsts.values())
+            result.update(
+                numbers=numbers,
+                missing=len(numbers) - len(firsts),
+                lags=[firsts[n] - self.feeder.created[n] for n in firsts],
+                delivered_per_s_under_load=under_load / (loaded_until - loaded_from),
+            )
+            note += (
+                f", {result['delivered_per_s_under_load']:.0f}/s delivered under load, lag p99 "
+                f"{nearest_rank(result['lags'], 99):.3f} s"
+            )
+        log(
+            f"  GET {condition:<11} r{round_index}: {result['rps']:8.1f} rps, "
+            f"p50 {percentile(result['histogram'], 50) / 1000:.1f} ms, errors {sum(result['errors'].values())}{note}"
+        )
+        return result
+
+    def settled(self, process):
+        """Until no delivery is pending: an attempt the receiver has answered is recorded (and its
+        job finished) a moment later, and a process stopped in between would leave it to be sent
+        again once its lease expires."""
+        from octopus_cards.models import db
+        from octopus_cards.models.webhooks import Delivery
+
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            with db.connection_context():
+                if not Delivery.pending_count():
+                    return
+            time.sleep(self.POLL)
+
+    def deliveries(self, endpoint_id, expected):
+        """What the database says of the endpoint's deliveries: by status, and attempts made; as
+        expected if all `expected` are delivered, each at its first attempt."""
+        from peewee import fn
+
+        from octopus_cards.models import db
+        from octopus_cards.models.webhooks import Delivery
+
+        with db.connection_context():
+            by_status = dict(
+                Delivery.select(Delivery.status, fn.COUNT(Delivery.id))
+                .where(Delivery.endpoint == endpoint_id)
+                .group_by(Delivery.status)
+                .tuples()
+            )
+            attempts = Delivery.select(fn.SUM(Delivery.attempts)).where(Delivery.endpoint == endpoint_id).scalar()
+        attempts = attempts or 0
+        as_expected = by_status == {"delivered": expected} and attempts == expected
+        return {"expected": expected, "by_status": by_status, "attempts": attempts, "as_expected": as_expected}
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 
@@ -1584,9 +2221,28 @@ def parse_args(argv=None):
     )
     parser.add_argument("--fulfilment-only", action="store_true", help="run only the fulfilment probe")
     parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="also run the webhook delivery probe (bursts of --webhook-events, a stream of --webhook-rate; "
+        "on in --smoke, smaller)",
+    )
+    parser.add_argument("--webhooks-only", action="store_true", help="run only the webhook delivery probe")
+    parser.add_argument(
+        "--webhook-events",
+        type=int,
+        default=None,
+        help=f"events in each burst and stream of the webhook probe (default {WEBHOOK_EVENTS:,}; --smoke 200)",
+    )
+    parser.add_argument(
+        "--webhook-rate",
+        type=int,
+        default=None,
+        help=f"events a second of the webhook probe's streams (default {WEBHOOK_RATE}; --smoke 100)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
-        help="a quick run: 2 s per scenario per server, small scale probe, the fulfilment probe",
+        help="a quick run: 2 s per scenario per server, small scale probe, the fulfilment and webhook probes",
     )
     parser.add_argument(
         "--worker-cpus",
@@ -1642,7 +2298,13 @@ def parse_args(argv=None):
             parser.error(f"--reference-octopus: {args.reference_octopus} is not an executable file")
     args.servers = REFERENCE_SERVERS if args.reference_octopus else SERVERS
     args.scale = args.scale or args.scale_only
-    args.fulfilment = args.fulfilment or args.fulfilment_only or smoke
+    # --smoke runs both probes, unless it is asked for the other one only.
+    args.fulfilment = args.fulfilment or args.fulfilment_only or (smoke and not args.webhooks_only)
+    args.webhooks = args.webhooks or args.webhooks_only or (smoke and not (args.fulfilment_only or args.scale_only))
+    args.webhook_events = args.webhook_events or (200 if smoke else WEBHOOK_EVENTS)
+    args.webhook_rate = args.webhook_rate or (100 if smoke else WEBHOOK_RATE)
+    if args.webhook_events < 2 or args.webhook_rate < 1:
+        parser.error("--webhook-events must be at least 2 and --webhook-rate at least 1")
     return args
 
 
@@ -1683,7 +2345,7 @@ def main(argv=None):
                 "interleaved, but expect noise"
             )
         rows, ratios, scaling, runs = [], [], [], []
-        scenarios = [] if args.scale_only or args.fulfilment_only else args.scenarios
+        scenarios = [] if args.scale_only or args.fulfilment_only or args.webhooks_only else args.scenarios
         if scenarios:
             bench = Bench(ws, args)
             bench.setup()
@@ -1694,10 +2356,13 @@ def main(argv=None):
             scaling = compute_scaling(rows, scenarios, args.workers, args.servers)
         scale = ScaleProbe(ws, args).run() if args.scale else None
         fulfilment = FulfilmentProbe(ws, args).run() if args.fulfilment else None
-        goals = evaluate_goals(rows, ratios, scaling, scale, fulfilment, args.workers, args.database)
+        webhooks = WebhookProbe(ws, args).run() if args.webhooks else None
+        goals = evaluate_goals(rows, ratios, scaling, scale, fulfilment, args.workers, args.database, webhooks)
         meta["elapsed_s"] = round(time.monotonic() - started, 1)
         meta["loadavg_end"] = os.getloadavg()
-        table = markdown(meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, args.workers, args.servers)
+        table = markdown(
+            meta, rows, ratios, scaling, scale, fulfilment, goals, scenarios, args.workers, args.servers, webhooks
+        )
         output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
         stem = output / f"{timestamp}-{args.database}"
@@ -1710,6 +2375,7 @@ def main(argv=None):
             "scaling": scaling,
             "scale": scale,
             "fulfilment": fulfilment,
+            "webhooks": webhooks,
             "goals": goals,
             "runs": runs,
             "table_markdown": table,
@@ -1718,13 +2384,16 @@ def main(argv=None):
         print(table)
         print()
         print(f"results: {stem.with_suffix('.json')}")
-        if scenarios or scale:  # the fulfilment probe alone is its table
+        if scenarios or scale:  # the fulfilment and webhook probes alone are their tables
             chart(stem.with_suffix(".png"), meta, rows, scale, scenarios, args.workers, args.servers)
             print(f"chart:   {stem.with_suffix('.png')}")
         log(f"done in {meta['elapsed_s']} s")
         invalid = [r for r in rows if not r["valid"]]
         if invalid:
             log("some measurements had errors, ran out of tokens or left orders undelivered (marked ⚠): see the JSON")
+            return 1
+        if webhooks and not webhooks["valid"]:
+            log("the webhook probe lost, duplicated or retried deliveries, or its GETs had errors: see the JSON")
             return 1
         return 0
     except BenchError as exc:
