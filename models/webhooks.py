@@ -334,10 +334,16 @@ class DeliveryAttempt(BaseModel):
     response_start = TextField()  # the first 1 KiB of the response body
 
 
-def attempt(job, send, retry_schedule):
+BUSY_RETRY = 1  # seconds before a delivery to an endpoint with no free slot is looked at again
+
+
+def attempt(job, send, retry_schedule, slot):
     """Run a delivery job once: sign and send the event, log the attempt, and retry or end.
-    `send(url, body, headers)` returns the sender's outcome. The delivery's status after it. No
-    database connection is held while the receiver takes its time."""
+    `send(url, body, headers)` returns the sender's outcome; `slot(endpoint_id)` is a context
+    manager that says whether this process may open one more attempt to the endpoint now (so a
+    slow receiver holds up only its own deliveries): if not, the job waits BUSY_RETRY seconds,
+    not counted as an attempt. The delivery's status after it. No database connection is held
+    while the receiver takes its time."""
     with db.connection_context():
         delivery = (
             Delivery.select(Delivery, Event, WebhookEndpoint)
@@ -353,10 +359,15 @@ def attempt(job, send, retry_schedule):
             delivery.close(ENDPOINT_DISABLED)
             job.finish()
             return FAILED
-    started = utcnow()
-    sent_at = max(int(time.time()), delivery.last_sent_at or 0)
-    body = delivery.event.body.encode()
-    result = send(delivery.endpoint.url, body, delivery.endpoint.headers(delivery.event, sent_at, body, started))
+    with slot(delivery.endpoint_id) as free:
+        if not free:
+            with db.connection_context():
+                job.retry_after(BUSY_RETRY, "endpoint busy")
+            return PENDING
+        started = utcnow()
+        sent_at = max(int(time.time()), delivery.last_sent_at or 0)
+        body = delivery.event.body.encode()
+        result = send(delivery.endpoint.url, body, delivery.endpoint.headers(delivery.event, sent_at, body, started))
     with db.connection_context():
         status, next_at = delivery.settle(delivery.attempts + 1, sent_at, started, result, retry_schedule)
         if status == PENDING:

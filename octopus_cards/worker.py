@@ -2,7 +2,9 @@
 (OCTOPUS_BACKGROUND) or alone as `octopus-cards worker`. Every process may run it; each job is
 claimed with a lease, so none runs twice at once, and a dead process's jobs are taken over."""
 
+import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -71,9 +73,36 @@ def fulfil(job, runtime):
         return orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
 
+class EndpointSlots:
+    """At most `per_endpoint` attempts in flight to one endpoint from this process, so that a
+    receiver that is slow or never answers takes only that many of the lane's places."""
+
+    def __init__(self, per_endpoint):
+        self.per_endpoint, self.in_flight, self.lock = per_endpoint, collections.Counter(), threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, endpoint_id):
+        with self.lock:
+            free = self.in_flight[endpoint_id] < self.per_endpoint
+            if free:
+                self.in_flight[endpoint_id] += 1
+        try:
+            yield free
+        finally:
+            if free:
+                with self.lock:
+                    self.in_flight[endpoint_id] -= 1
+                    if not self.in_flight[endpoint_id]:
+                        del self.in_flight[endpoint_id]
+
+
+DELIVERY_PLACES, PER_ENDPOINT = 16, 4
+ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT)
+
+
 def deliver(job, runtime):
     started = time.monotonic()
-    status = webhooks.attempt(job, runtime.send_webhook, runtime.settings.webhook_retry_schedule)
+    status = webhooks.attempt(job, runtime.send_webhook, runtime.settings.webhook_retry_schedule, ENDPOINT_SLOTS)
     if status is not None:
         record_webhook_attempt(status, time.monotonic() - started)
     return status
@@ -85,7 +114,11 @@ def send_receipt(job, runtime):
 
 # What runs a job of each kind, and how many of that kind one process runs at once: a lane of its
 # own per kind, so that slow receivers never hold up fulfilment, nor slow suppliers deliveries.
-LANES = {orders.JOB_KIND: (fulfil, 4), webhooks.JOB_KIND: (deliver, 16), receipts.JOB_KIND: (send_receipt, 2)}
+LANES = {
+    orders.JOB_KIND: (fulfil, 4),
+    webhooks.JOB_KIND: (deliver, DELIVERY_PLACES),
+    receipts.JOB_KIND: (send_receipt, 2),
+}
 
 
 def run_one(job, runtime):

@@ -3,6 +3,7 @@
 verify with `standardwebhooks` and with a plain HMAC, retries, 410, redeliver, recover, rotation."""
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -47,6 +48,16 @@ class Receiver:
         return answered(self.statuses.pop(0)) if self.statuses else Outcome(False, None, error="timeout")
 
 
+@contextlib.contextmanager
+def free_slot(endpoint_id):
+    yield True
+
+
+@contextlib.contextmanager
+def no_slot(endpoint_id):
+    yield False
+
+
 @pytest.fixture
 def client(migrated):
     with models.db.connection_context():
@@ -74,7 +85,7 @@ def run_due(receiver, client, schedule=SCHEDULE):
             (Job.kind == webhooks.JOB_KIND) & Job.subject_id.in_(ours) & Job.finished_at.is_null()
             & (Job.run_after <= utcnow())
         ).order_by(Job.id)  # fmt: skip
-        return [webhooks.attempt(job, receiver, schedule) for job in due]
+        return [webhooks.attempt(job, receiver, schedule, free_slot) for job in due]
 
 
 def make_due(delivery_id):
@@ -227,7 +238,7 @@ def test_a_ping_goes_to_its_endpoint_only_and_is_attempted_once(client):
     with models.db.connection_context():
         delivery = webhooks.ping(pinged.id)
         job = Job.get((Job.kind == webhooks.JOB_KIND) & (Job.subject_id == delivery.id))
-        assert webhooks.attempt(job, Receiver(500), SCHEDULE) == "failed"
+        assert webhooks.attempt(job, Receiver(500), SCHEDULE, free_slot) == "failed"
         event = Event.get_by_id(delivery.event_id)
     assert json.loads(event.body)["data"] == {"endpoint_id": pinged.id} and event.type == "webhook.ping"
     assert deliveries_of(other) == []
@@ -255,3 +266,20 @@ def test_prune_drops_events_and_attempts_past_thirty_days(client):
         DeliveryAttempt.update(started_at=old).where(DeliveryAttempt.delivery == delivery.id).execute()
         assert webhooks.prune() == (1, 1)
         assert not Delivery.select().where(Delivery.id == delivery.id).exists()
+
+
+def test_an_endpoint_without_a_free_slot_waits_a_second_without_an_attempt(client):
+    endpoint = endpoint_for(client)
+    credit(client)
+    receiver = Receiver(200)
+    with models.db.connection_context():
+        (job,) = Job.select().where(
+            (Job.kind == webhooks.JOB_KIND) & Job.subject_id.in_([d.id for d in deliveries_of(endpoint)])
+        )  # fmt: skip
+        assert webhooks.attempt(job, receiver, SCHEDULE, no_slot) == "pending"
+        job = Job.get_by_id(job.id)
+    (delivery,) = deliveries_of(endpoint)
+    assert receiver.received == [] and (delivery.status, delivery.attempts) == ("pending", 0)
+    assert job.last_error == "endpoint busy" and 0 < (job.run_after - utcnow()).total_seconds() <= 1
+    make_due(delivery.id)
+    assert run_due(receiver, client) == ["delivered"]

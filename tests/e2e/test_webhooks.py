@@ -15,7 +15,6 @@ import json
 import re
 import secrets
 import signal
-import socket
 import threading
 import time
 
@@ -28,8 +27,8 @@ from octopus_cards.models import webhooks as webhook_models
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.wallets import CREDIT
 
-from support.live_server import HOST, LiveServer, cli_json, run_cli
-from support.receivers import WebhookReceiver
+from support.live_server import LiveServer, cli_json, run_cli
+from support.receivers import Silent, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -248,40 +247,6 @@ class Operator:
         with models.db.connection_context():
             for _ in range(times):
                 Wallet.post(self.wallet_id, CREDIT, 10, "Operator credit")
-
-
-class Silent:
-    """A TCP listener on 127.0.0.1 that takes every connection and never answers."""
-
-    def __init__(self):
-        self.listener = socket.create_server((HOST, 0))
-        self.listener.settimeout(0.05)
-        self.connections, self.done = [], threading.Event()
-        self.thread = threading.Thread(target=self.accept, name="silent-receiver", daemon=True)
-
-    def accept(self):
-        while not self.done.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def url(self, path):
-        return f"http://{HOST}:{self.listener.getsockname()[1]}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.done.set()
-        self.thread.join(timeout=5)
-        for connection in self.connections:
-            connection.close()
-        self.listener.close()
 
 
 # -- 1. every event type, exactly as the contract has it -----------------------------------------

@@ -4,6 +4,7 @@ request it gets and answers as scripted, and an SMTP server (aiosmtpd) that keep
 import email
 import email.policy
 import http.server
+import socket
 import socketserver
 import threading
 import time
@@ -77,6 +78,40 @@ class WebhookReceiver:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+class Silent:
+    """A TCP listener on 127.0.0.1 that takes every connection and never answers."""
+
+    def __init__(self):
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.05)
+        self.connections, self.done = [], threading.Event()
+        self.thread = threading.Thread(target=self.accept, name="silent-receiver", daemon=True)
+
+    def accept(self):
+        while not self.done.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def url(self, path):
+        return f"http://{HOST}:{self.listener.getsockname()[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.thread.join(timeout=5)
+        for connection in self.connections:
+            connection.close()
+        self.listener.close()
 
 
 class MailReceiver:
