@@ -75,7 +75,7 @@ def fulfil(job, runtime):
 
 class EndpointSlots:
     """At most `per_endpoint` attempts in flight to one endpoint from this process, so that a
-    receiver that is slow or never answers takes only that many of the lane's places."""
+    receiver that is slow or never answers leaves the rest of the lane's places to the others."""
 
     def __init__(self, per_endpoint):
         self.per_endpoint, self.in_flight, self.lock = per_endpoint, collections.Counter(), threading.Lock()
@@ -96,7 +96,9 @@ class EndpointSlots:
                         del self.in_flight[endpoint_id]
 
 
-DELIVERY_PLACES, PER_ENDPOINT = 16, 4
+# One endpoint may take all places but 4: enough for one busy receiver's throughput, and a silent
+# one still leaves room for the others.
+DELIVERY_PLACES, PER_ENDPOINT = 16, 12
 ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT)
 
 
