@@ -71,7 +71,3 @@ class Job(BaseModel):
         run_after = utcnow() + datetime.timedelta(seconds=seconds)
         with write_txn():
             Job.update(run_after=run_after, locked_until=None, last_error=error).where(Job.id == self.id).execute()
-
-    @classmethod
-    def pending(cls):
-        return cls.select().where(cls.finished_at.is_null()).count()

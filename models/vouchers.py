@@ -87,23 +87,6 @@ def visible(client_id):
     )
 
 
-def client_discounts(client_id):
-    """{product id: the client's own discount} on voucher products."""
-    rows = ClientDiscount.select(ClientDiscount.product_id, ClientDiscount.discount).where(
-        (ClientDiscount.client == client_id) & (ClientDiscount.vertical == "vouchers")
-    )
-    return {row.product_id: row.discount for row in rows}
-
-
-def ranges(product_ids):
-    """{product id: its denominations in the catalogue's order}."""
-    found = {}
-    query = Denomination.select().where(Denomination.product.in_(product_ids)).order_by(Denomination.position)
-    for denomination in query:
-        found.setdefault(denomination.product_id, []).append(denomination)
-    return found
-
-
 # -- product objects (contract 5.1) ----------------------------------------------------------------
 
 
@@ -314,14 +297,15 @@ def product_for(client_id, product_id):
     return product
 
 
-def matching_range(product, denomination):
-    """The first denomination entry containing the value, if the value respects the currency's
-    precision (contract 5.4, 15.1 item 26); None otherwise. `denomination` is an int or a Decimal."""
+def matching_range(client_id, product, denomination):
+    """The first denomination entry containing the value, as (min, max, the client's effective
+    discount), if the value respects the currency's precision (contract 5.4, 15.1 item 26); None
+    otherwise. `denomination` is an int or a Decimal."""
     denomination = Decimal(denomination)
     if decimals(denomination) > product.currency.precision:
         return None
-    for entry in ranges([product.id]).get(product.id, []):
-        if entry.min_value <= denomination <= entry.max_value:
+    for entry in offers(client_id, [product.id]).get(product.id, []):
+        if entry[0] <= denomination <= entry[1]:
             return entry
     return None
 
@@ -330,7 +314,7 @@ def is_available(client_id, product_id, denomination, quantity, supplier):
     """Contract 5.3: the denomination fits, tracked stock covers the quantity, the supplier agrees."""
     product = product_for(client_id, product_id)
     return (
-        matching_range(product, denomination) is not None
+        matching_range(client_id, product, denomination) is not None
         and (product.stock is None or product.stock >= quantity)
         and supplier.voucher_in_stock(product, denomination, quantity)
     )
@@ -364,7 +348,7 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
         raise NotFound("Wallet")
     if before_rules is not None:
         before_rules()
-    entry = matching_range(product, denomination)
+    entry = matching_range(client_id, product, denomination)
     if entry is None:
         raise InvalidDenomination()
     client = Client.get_by_id(client_id)
@@ -373,7 +357,7 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
     default_currency = client.default_currency.currency if client.default_currency_id else None
     wallet = select_wallet(wallets, product.currency.currency, default_currency, wallet_id)
     rate = forex_rate(ExchangeRate.between, product.currency.currency, wallet.currency)
-    discount = max(entry.discount, client_discounts(client_id).get(product.id, 0))
+    _, _, discount = entry
     quoted = charges(Decimal(denomination), quantity, discount, product.currency.currency, wallet.currency, rate)
     return Priced(product, wallet, client.bulk_limit, quoted)
 

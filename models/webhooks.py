@@ -368,7 +368,7 @@ def attempt(job, send, retry_schedule, slot):
         sent_at = max(int(time.time()), delivery.last_sent_at or 0)
         body = delivery.event.body.encode()
         result = send(delivery.endpoint.url, body, delivery.endpoint.headers(delivery.event, sent_at, body, started))
-    with db.connection_context():
+    with db.connection_context(), write_txn():  # the attempt, the delivery's state and its job at once
         status, next_at = delivery.settle(delivery.attempts + 1, sent_at, started, result, retry_schedule)
         if status == PENDING:
             job.retry_after((next_at - utcnow()).total_seconds(), result.error)
