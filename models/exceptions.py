@@ -54,3 +54,12 @@ class DuplicateReference(DomainError):
 
 class InsufficientStock(DomainError):
     """Fewer codes in stock, or the supplier says none, than the order asks for."""
+
+
+class InvalidAmount(DomainError):
+    """A top-up or eSIM amount matches no active variant of the product."""
+
+
+class InvalidInput(DomainError):
+    """A top-up's `input_data` breaks the product's input fields; the message names the key
+    (`input_data.player_id is required`, contract 15.1 item 41)."""

@@ -23,13 +23,14 @@ class Job(BaseModel):
         indexes = ((("kind", "subject_id"), True), (("finished_at", "run_after"), False))
 
     @classmethod
-    def enqueue(cls, kind, subject_id, held_for=None):
+    def enqueue(cls, kind, subject_id, held_for=None, after=0):
         """Queue work on `subject_id`; call inside the transaction of the change. `held_for`
-        (seconds) claims it at once for the caller, who runs it right away."""
+        (seconds) claims it at once for the caller, who runs it right away; else it is due
+        `after` seconds from now."""
         now = utcnow()
         held = None if held_for is None else now + datetime.timedelta(seconds=held_for)
-        return cls.create(kind=kind, subject_id=subject_id, run_after=now, locked_until=held,
-                          attempts=0 if held is None else 1)  # fmt: skip
+        return cls.create(kind=kind, subject_id=subject_id, run_after=now + datetime.timedelta(seconds=after),
+                          locked_until=held, attempts=0 if held is None else 1)  # fmt: skip
 
     @classmethod
     def claim(cls, lease, limit, kind):

@@ -116,7 +116,7 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
                 Wallet.post(
                     priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", fx, ("vouchers", order.id)
                 )
-            Job.enqueue(JOB_KIND, order.id, held_for=hold)
+            Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
     except IntegrityError:  # a concurrent create took the reference first
         raise DuplicateReference() from None
     return order.id

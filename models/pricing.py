@@ -4,7 +4,7 @@ shared by every vertical."""
 import dataclasses
 
 from octopus_cards.models.exceptions import CurrencyNotConvertible, NotFound, NoWalletForCurrency
-from octopus_cards.models.money import money
+from octopus_cards.models.money import money, plain, shown
 
 ZERO = money(0)
 
@@ -27,6 +27,26 @@ class Charges:
     @property
     def conversion_fee(self):
         return None if self.forex_rate is None else ZERO
+
+    def public(self, in_product, in_wallet):
+        """The charges object (contract 5.4) but the voucher-only `max_quantity`; amounts shown with
+        the precision of the product's (`in_product`) or the wallet's currency (`in_wallet`)."""
+        return {
+            "non_discounted_total": shown(self.non_discounted_total, in_product),
+            "discount_amount": shown(self.discount_amount, in_product),
+            "total_amount": shown(self.total_amount, in_product),
+            "discount": plain(self.discount),
+            "gst_amount": shown(self.gst_amount, in_product),
+            "total_payable": shown(self.total_payable, in_wallet),
+            "net_amount": shown(self.net_amount, in_wallet),
+            "handling_fee_amount": shown(self.handling_fee_amount, in_wallet),
+            "charges_details": {
+                "source_currency": self.source_currency,
+                "destination_currency": self.destination_currency,
+                "forex_rate": plain(self.forex_rate),
+                "conversion_fee": None if self.conversion_fee is None else shown(self.conversion_fee, in_wallet),
+            },
+        }
 
 
 def charges(unit_price, quantity, discount, source_currency, destination_currency, forex_rate=None):

@@ -91,3 +91,16 @@ def voucher_receipt(order, status, delivered):
     if delivered:
         lines.append(f"For security the codes are not in this e-mail: fetch them with GET /api/v1/orders/{order.id}.")
     return subject, "\n".join(lines) + "\n"
+
+
+def topup_receipt(order, status):
+    """Subject and text of the receipt of a top-up order that ended `status`."""
+    subject = f"Octopus Cards top-up order #{order.id}: {status.lower()}"
+    reference = f" (your reference {order.client_reference})" if order.client_reference else ""
+    lines = [f"Top-up order #{order.id}{reference}, {order.variant_name} of {order.product_name}, is {status}."]
+    if status == "FAILED" and order.failure_reason:
+        lines.append(f"Reason: {order.failure_reason}.")
+    if status != "DELIVERED":
+        lines.append("The full amount has been refunded to your wallet.")
+    lines.append(f"Details: GET /api/v1/topups/orders/{order.id}.")
+    return subject, "\n".join(lines) + "\n"

@@ -16,11 +16,12 @@ class TransientSupplierError(Exception):
 
 
 class SupplierRefused(Exception):
-    """The supplier's final word: the order `fail`s or is `cancel`led."""
+    """The supplier's final word: the order `fail`s or is `cancel`led. A top-up or eSIM that `fail`s
+    says why, in words the customer can act on (`failure_code`, `failure_reason`)."""
 
-    def __init__(self, outcome):
+    def __init__(self, outcome, failure_code=None, failure_reason=None):
         super().__init__(outcome)
-        self.outcome = outcome
+        self.outcome, self.failure_code, self.failure_reason = outcome, failure_code, failure_reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +30,19 @@ class Delivery:
     final: bool  # no more codes will come (a partial delivery)
 
 
+DEFAULT_FAILURE = ("INVALID_ACCOUNT", "The account identifier was rejected by the operator")
+
+
 class MockSupplier:
-    """Every valid request succeeds, unless the product's scenario says otherwise."""
+    """Every valid request succeeds, unless the product's scenario says otherwise.
+
+    `background_delay` (OCTOPUS_FULFILMENT_DELAY): seconds before background work on a new order
+    starts, so that integrators see their orders PENDING for a while, as with a real supplier."""
 
     name = "mock"
+
+    def __init__(self, background_delay=0):
+        self.background_delay = background_delay
 
     def voucher_in_stock(self, product, denomination, quantity):
         """The supplier's stock check: `in_stock: false` says no."""
@@ -40,11 +50,7 @@ class MockSupplier:
 
     def issue_vouchers(self, product, order, wanted, call_number):
         """Up to `wanted` codes for the order; `call_number` counts this order's calls from 1."""
-        scenario = product.mock or {}
-        if scenario.get("delay"):  # time.sleep(0) would still hand the GIL over
-            time.sleep(scenario["delay"])
-        if call_number <= scenario.get("transient_failures", 0):
-            raise TransientSupplierError("the mock supplier's scenario: a transient failure")
+        scenario = self.play(product, call_number)
         outcome = scenario.get("outcome", "deliver")
         if outcome in ("fail", "cancel"):
             raise SupplierRefused(outcome)
@@ -52,6 +58,31 @@ class MockSupplier:
             total = min(scenario.get("deliver_count", 1), order.quantity - 1)
             return Delivery([self.code(product, order) for _ in range(max(0, total - order.delivered_quantity))], True)
         return Delivery([self.code(product, order) for _ in range(wanted)], False)
+
+    def top_up(self, product, order, call_number):
+        """Recharge the order's account (its `input_data`) by its amount; returns when delivered."""
+        scenario = self.play(product, call_number)
+        outcome = scenario.get("outcome", "deliver")
+        if outcome == "cancel":
+            raise SupplierRefused(outcome)
+        if outcome == "fail":
+            code = scenario.get("failure_code", DEFAULT_FAILURE[0])
+            raise SupplierRefused(outcome, code, scenario.get("failure_reason", DEFAULT_FAILURE[1]))
+
+    def topup_status(self, product, order):
+        """What the supplier knows of a PENDING top-up: None while it has nothing final to say. The
+        mock's top-ups end only by its `top_up` answers, which the order has recorded already."""
+        return None
+
+    @staticmethod
+    def play(product, call_number):
+        """The product's scenario for this call: its delay, then its transient failures."""
+        scenario = product.mock or {}
+        if scenario.get("delay"):  # time.sleep(0) would still hand the GIL over
+            time.sleep(scenario["delay"])
+        if call_number <= scenario.get("transient_failures", 0):
+            raise TransientSupplierError("the mock supplier's scenario: a transient failure")
+        return scenario
 
     @staticmethod
     def code(product, order):
@@ -67,5 +98,5 @@ class MockSupplier:
 SUPPLIERS = {MockSupplier.name: MockSupplier}
 
 
-def supplier_named(name):
-    return SUPPLIERS[name]()
+def supplier_named(name, background_delay=0):
+    return SUPPLIERS[name](background_delay)

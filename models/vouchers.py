@@ -321,16 +321,9 @@ def is_available(client_id, product_id, denomination, quantity, supplier):
 
 
 @dataclasses.dataclass(frozen=True)
-class PayingWallet:
-    id: int
-    currency: str
-    precision: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Priced:
     product: VoucherProduct
-    wallet: PayingWallet
+    wallet: object  # wallets.PayingWallet
     bulk_limit: int
     charges: object  # pricing.Charges
 
@@ -340,12 +333,7 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
     the order of contract 1.10: the resources (404s), then `before_rules` (an order's duplicate
     reference), then the business rules."""
     product = product_for(client_id, product_id)
-    rows = (
-        Wallet.select(Wallet.id, Currency.currency, Currency.precision).join(Currency).where(Wallet.client == client_id)
-    )
-    wallets = [PayingWallet(id_, code, precision) for id_, code, precision in rows.tuples()]
-    if wallet_id is not None and all(wallet.id != wallet_id for wallet in wallets):
-        raise NotFound("Wallet")
+    wallets = Wallet.payers(client_id, wallet_id)
     if before_rules is not None:
         before_rules()
     entry = matching_range(client_id, product, denomination)
@@ -365,23 +353,5 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
 def quote(client_id, product_id, denomination, quantity, wallet_id=None):
     """The charges object of contract 5.4."""
     priced = price(client_id, product_id, denomination, quantity, wallet_id)
-    product, wallet, quoted = priced.product, priced.wallet, priced.charges
-
-    in_product, in_wallet = product.currency.precision, wallet.precision
-    return {
-        "non_discounted_total": shown(quoted.non_discounted_total, in_product),
-        "discount_amount": shown(quoted.discount_amount, in_product),
-        "total_amount": shown(quoted.total_amount, in_product),
-        "discount": plain(quoted.discount),
-        "gst_amount": shown(quoted.gst_amount, in_product),
-        "total_payable": shown(quoted.total_payable, in_wallet),
-        "max_quantity": priced.bulk_limit,
-        "net_amount": shown(quoted.net_amount, in_wallet),
-        "handling_fee_amount": shown(quoted.handling_fee_amount, in_wallet),
-        "charges_details": {
-            "source_currency": quoted.source_currency,
-            "destination_currency": quoted.destination_currency,
-            "forex_rate": plain(quoted.forex_rate),
-            "conversion_fee": None if quoted.conversion_fee is None else shown(quoted.conversion_fee, in_wallet),
-        },
-    }
+    shown_charges = priced.charges.public(priced.product.currency.precision, priced.wallet.precision)
+    return {**shown_charges, "max_quantity": priced.bulk_limit}

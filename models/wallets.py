@@ -6,6 +6,7 @@ the debit's UPDATE itself carries the condition, so of concurrent debits only th
 covers match a row. A wallet's balance is always the sum of its transactions.
 """
 
+import dataclasses
 from decimal import Decimal, InvalidOperation
 
 from peewee import Case, CharField, DateTimeField, ForeignKeyField, IntegerField, IntegrityError, TextField, fn
@@ -121,6 +122,15 @@ class ExchangeRate(BaseModel):
         return None if rate is None else Decimal(rate)
 
 
+@dataclasses.dataclass(frozen=True)
+class PayingWallet:
+    """A wallet as wallet selection and pricing see it (contract 5.7)."""
+
+    id: int
+    currency: str
+    precision: int
+
+
 class Wallet(BaseModel):
     client = ForeignKeyField(Client, backref="wallets", on_delete="CASCADE")
     currency = ForeignKeyField(Currency)
@@ -193,6 +203,16 @@ class Wallet(BaseModel):
             for id_, currency_id, precision, amount, kind in rows
         ]
         return items, total
+
+    @classmethod
+    def payers(cls, client_id, wallet_id=None):
+        """The client's wallets that could pay an order; Wallet not found when `wallet_id` is
+        given and is not one of them."""
+        rows = cls.select(cls.id, Currency.currency, Currency.precision).join(Currency).where(cls.client == client_id)
+        wallets = [PayingWallet(*row) for row in rows.tuples()]
+        if wallet_id is not None and all(wallet.id != wallet_id for wallet in wallets):
+            raise NotFound("Wallet")
+        return wallets
 
     @classmethod
     def owned(cls, client_id, wallet_id):

@@ -26,6 +26,7 @@ from octopus_cards.models import (
     catalogue,
     orders,
     products,
+    topup_orders,
     webhooks,
 )
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
@@ -463,22 +464,32 @@ def run_catalog_action(args):
         print(f"deactivated: {counts['deactivated']}")
 
 
+# Each vertical's orders, for the `order` commands (eSIM joins when it lands).
+ORDER_BOOKS = {"vouchers": orders, "topups": topup_orders}
+
+
 def run_order_action(args):
     if args.action == "list":
-        rows = [] if args.vertical not in (None, "vouchers") else orders.operator_listing(args.client, args.status)
+        if args.vertical is None:
+            books = ORDER_BOOKS.values()
+        else:
+            books = [ORDER_BOOKS[args.vertical]] if args.vertical in ORDER_BOOKS else []
+        rows = [row for book in books for row in book.operator_listing(args.client, args.status)]
+        rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
         if args.json:
             print(dumps(rows))
         for row in [] if args.json else rows:
             print("{vertical}\t{id}\tclient {client_id}\t{status}\t{created_at}".format(**row))
         return
-    if args.vertical != "vouchers":
+    if args.vertical not in ORDER_BOOKS:
         raise CliError(f"no {args.vertical} order with id {args.id}")
+    book = ORDER_BOOKS[args.vertical]
     if args.action == "show":
-        shown = orders.operator_view(args.id)
+        shown = book.operator_view(args.id)
         print(dumps(shown) if args.json else "\n".join(f"{key}: {value}" for key, value in shown.items()))
     else:
-        orders.cancel(args.id)
-        print(f"vouchers order {args.id}: CANCELLED, refunded")
+        book.cancel(args.id)
+        print(f"{args.vertical} order {args.id}: CANCELLED, refunded")
 
 
 def run_webhook_action(args, settings):

@@ -22,8 +22,24 @@ MIN_KEY_BYTES = 32
 # Requests per rolling minute, by endpoint class (contract 10.1). "default" is the shared
 # bucket of every other Bearer endpoint.
 RATE_LIMIT_PROFILES = {
-    "sandbox": {"login": 30, "refresh": 30, "orders": 120, "charges": 300, "default": 600},
-    "production": {"login": 10, "refresh": 20, "orders": 60, "charges": 120, "default": 300},
+    "sandbox": {
+        "login": 30,
+        "refresh": 30,
+        "orders": 120,
+        "charges": 300,
+        "topup_orders": 120,
+        "topup_charges": 300,
+        "default": 600,
+    },
+    "production": {
+        "login": 10,
+        "refresh": 20,
+        "orders": 60,
+        "charges": 120,
+        "topup_orders": 60,
+        "topup_charges": 120,
+        "default": 300,
+    },
     "off": {},
 }
 RATE_LIMIT_CLASSES = tuple(RATE_LIMIT_PROFILES["sandbox"])
@@ -47,6 +63,7 @@ class Settings:
     catalog: str = ""
     supplier: str = "mock"
     voucher_sync_deadline: float = 10.0
+    fulfilment_delay: float = 0.0
     fulfilment_retry_schedule: tuple = (1.0, 5.0, 30.0, 120.0, 600.0)
     job_lease: int = 30
     webhook_timeout: float = 10.0
@@ -96,6 +113,7 @@ class Settings:
             catalog=parse_catalog(env.get("OCTOPUS_CATALOG", "")),
             supplier=parse_supplier(env.get("OCTOPUS_SUPPLIER", "")),
             voucher_sync_deadline=parse_seconds(env, "OCTOPUS_VOUCHER_SYNC_DEADLINE", cls.voucher_sync_deadline),
+            fulfilment_delay=parse_seconds(env, "OCTOPUS_FULFILMENT_DELAY", cls.fulfilment_delay),
             fulfilment_retry_schedule=parse_schedule(
                 env, "OCTOPUS_FULFILMENT_RETRY_SCHEDULE", cls.fulfilment_retry_schedule
             ),

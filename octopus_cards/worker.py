@@ -13,7 +13,7 @@ import anyio
 
 from octopus_cards import models
 from octopus_cards.http.observability import record_webhook_attempt
-from octopus_cards.models import orders, receipts, webhooks
+from octopus_cards.models import orders, receipts, topup_orders, webhooks
 from octopus_cards.models.jobs import Job
 
 logger = logging.getLogger("octopus_cards.worker")
@@ -73,6 +73,11 @@ def fulfil(job, runtime):
         return orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
 
+def top_up(job, runtime):
+    with models.db.connection_context():
+        return topup_orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+
+
 class EndpointSlots:
     """At most `per_endpoint` attempts in flight to one endpoint from this process, so that a
     receiver that is slow or never answers leaves the rest of the lane's places to the others."""
@@ -118,6 +123,7 @@ def send_receipt(job, runtime):
 # own per kind, so that slow receivers never hold up fulfilment, nor slow suppliers deliveries.
 LANES = {
     orders.JOB_KIND: (fulfil, 4),
+    topup_orders.JOB_KIND: (top_up, 4),
     webhooks.JOB_KIND: (deliver, DELIVERY_PLACES),
     receipts.JOB_KIND: (send_receipt, 2),
 }

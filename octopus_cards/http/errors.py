@@ -20,7 +20,9 @@ from octopus_cards.models.exceptions import (
     DuplicateReference,
     InsufficientBalance,
     InsufficientStock,
+    InvalidAmount,
     InvalidDenomination,
+    InvalidInput,
     NotFound,
     NoWalletForCurrency,
     QuantityAboveLimit,
@@ -135,6 +137,8 @@ DOMAIN_ERRORS = {
     DuplicateReference: lambda exc: bad_request("Duplicate client_reference"),
     InsufficientStock: lambda exc: bad_request("Insufficient stock"),
     QuantityAboveLimit: lambda exc: bad_request("Quantity exceeds the allowed maximum"),
+    InvalidAmount: lambda exc: bad_request("Invalid amount"),
+    InvalidInput: lambda exc: validation_error(str(exc)),
 }
 
 

@@ -78,5 +78,10 @@ class Runtime:
             allow_http=settings.webhook_allow_http,
         )
         return cls(
-            settings, codec, policies(spec), supplier_named(settings.supplier), send_webhook, mailer_for(settings)
+            settings,
+            codec,
+            policies(spec),
+            supplier_named(settings.supplier, settings.fulfilment_delay),
+            send_webhook,
+            mailer_for(settings),
         )
