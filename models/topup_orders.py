@@ -190,9 +190,16 @@ def set_notification_email(client_id, order_id, email):
     """Contract 7.9: store the receipt address; an order already final gets its receipt now, unless
     it had one."""
     with write_txn():
+        # The row first: its lock orders this with a concurrent settle, whose receipt then has the
+        # address, or whose final status the read below sees.
+        stored = (
+            TopupOrder.update(notification_email=email)
+            .where((TopupOrder.id == order_id) & (TopupOrder.client == client_id))
+            .execute()
+        )
+        if not stored:
+            raise NotFound("Order")
         order = find(client_id, order_id)
-        TopupOrder.update(notification_email=email).where(TopupOrder.id == order_id).execute()
-        order.notification_email = email
         had_receipt = Receipt.select().where((Receipt.vertical == VERTICAL) & (Receipt.order_id == order_id)).exists()
         if order.status != PENDING and not had_receipt:
             Receipt.queue(VERTICAL, order.id, client_id, email, *topup_receipt(order, order.status))
