@@ -104,3 +104,20 @@ def topup_receipt(order, status):
         lines.append("The full amount has been refunded to your wallet.")
     lines.append(f"Details: GET /api/v1/topups/orders/{order.id}.")
     return subject, "\n".join(lines) + "\n"
+
+
+def esim_receipt(order, status):
+    """Subject and text of the receipt of an eSIM order that ended `status`: never its activation
+    code."""
+    subject = f"Octopus Cards eSIM order #{order.id}: {status.lower()}"
+    reference = f" (your reference {order.client_reference})" if order.client_reference else ""
+    lines = [f"eSIM order #{order.id}{reference}, {order.product_name}, is {status}."]
+    if status == "FAILED" and order.failure_reason:
+        lines.append(f"Reason: {order.failure_reason}.")
+    if status == "DELIVERED":
+        lines.append(
+            f"For security the activation code is not in this e-mail: fetch it with GET /api/v1/esim/orders/{order.id}."
+        )
+    else:
+        lines.append("The full amount has been refunded to your wallet.")
+    return subject, "\n".join(lines) + "\n"

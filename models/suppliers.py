@@ -4,6 +4,7 @@
 
 import dataclasses
 import datetime
+import math
 import secrets
 import string
 import time
@@ -30,6 +31,7 @@ class Delivery:
     final: bool  # no more codes will come (a partial delivery)
 
 
+NOT_INSTALLED, ACTIVE, EXPIRED = "NOT_INSTALLED", "ACTIVE", "EXPIRED"
 DEFAULT_FAILURE = ("INVALID_ACCOUNT", "The account identifier was rejected by the operator")
 
 
@@ -61,18 +63,49 @@ class MockSupplier:
 
     def top_up(self, product, order, call_number):
         """Recharge the order's account (its `input_data`) by its amount; returns when delivered."""
-        scenario = self.play(product, call_number)
+        self.settle_scenario(self.play(product, call_number))
+
+    def topup_status(self, product, order):
+        """What the supplier knows of a PENDING top-up: None while it has nothing final to say. The
+        mock's top-ups end only by its `top_up` answers, which the order has recorded already."""
+        return None
+
+    def issue_esim(self, product, order, call_number):
+        """The order's eSIM: its activation code (an LPA string) and ICCID."""
+        self.settle_scenario(self.play(product, call_number))
+        return {"activation_code": f"LPA:1$smdp.invalid${secrets.token_hex(16).upper()}",
+                "iccid": "89" + "".join(secrets.choice(string.digits) for _ in range(18))}  # fmt: skip
+
+    def esim_install_state(self, product, order, now):
+        """A delivered eSIM's install state at `now`: installed `install_after` seconds after its
+        delivery, expired `expire_after` seconds after that (12.1); never installed without them."""
+        scenario = product.mock or {}
+        state = {"is_installed": False, "installed_at": None, "activation_status": NOT_INSTALLED, "activated_at": None}
+        if scenario.get("install_after") is None:
+            return state
+        installed = order.delivered_at + datetime.timedelta(seconds=math.ceil(scenario["install_after"]))
+        if now < installed:
+            return state
+        state = {
+            "is_installed": True,
+            "installed_at": installed,
+            "activation_status": ACTIVE,
+            "activated_at": installed,
+        }
+        expire_after = scenario.get("expire_after")
+        if expire_after is not None and now >= installed + datetime.timedelta(seconds=math.ceil(expire_after)):
+            state["activation_status"] = EXPIRED
+        return state
+
+    @staticmethod
+    def settle_scenario(scenario):
+        """A top-up's or eSIM's final word, when the scenario gives one other than delivery."""
         outcome = scenario.get("outcome", "deliver")
         if outcome == "cancel":
             raise SupplierRefused(outcome)
         if outcome == "fail":
             code = scenario.get("failure_code", DEFAULT_FAILURE[0])
             raise SupplierRefused(outcome, code, scenario.get("failure_reason", DEFAULT_FAILURE[1]))
-
-    def topup_status(self, product, order):
-        """What the supplier knows of a PENDING top-up: None while it has nothing final to say. The
-        mock's top-ups end only by its `top_up` answers, which the order has recorded already."""
-        return None
 
     @staticmethod
     def play(product, call_number):

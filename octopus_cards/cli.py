@@ -24,6 +24,7 @@ from octopus_cards.models import (
     Wallet,
     WebhookEndpoint,
     catalogue,
+    esim_orders,
     orders,
     products,
     topup_orders,
@@ -464,16 +465,13 @@ def run_catalog_action(args):
         print(f"deactivated: {counts['deactivated']}")
 
 
-# Each vertical's orders, for the `order` commands (eSIM joins when it lands).
-ORDER_BOOKS = {"vouchers": orders, "topups": topup_orders}
+# Each vertical's orders, for the `order` commands.
+ORDER_BOOKS = {"vouchers": orders, "topups": topup_orders, "esim": esim_orders}
 
 
 def run_order_action(args):
     if args.action == "list":
-        if args.vertical is None:
-            books = ORDER_BOOKS.values()
-        else:
-            books = [ORDER_BOOKS[args.vertical]] if args.vertical in ORDER_BOOKS else []
+        books = ORDER_BOOKS.values() if args.vertical is None else [ORDER_BOOKS[args.vertical]]
         rows = [row for book in books for row in book.operator_listing(args.client, args.status)]
         rows.sort(key=lambda row: (row["created_at"], row["id"]), reverse=True)
         if args.json:
@@ -481,8 +479,6 @@ def run_order_action(args):
         for row in [] if args.json else rows:
             print("{vertical}\t{id}\tclient {client_id}\t{status}\t{created_at}".format(**row))
         return
-    if args.vertical not in ORDER_BOOKS:
-        raise CliError(f"no {args.vertical} order with id {args.id}")
     book = ORDER_BOOKS[args.vertical]
     if args.action == "show":
         shown = book.operator_view(args.id)

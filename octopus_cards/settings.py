@@ -29,6 +29,8 @@ RATE_LIMIT_PROFILES = {
         "charges": 300,
         "topup_orders": 120,
         "topup_charges": 300,
+        "esim_orders": 120,
+        "esim_charges": 300,
         "default": 600,
     },
     "production": {
@@ -38,6 +40,8 @@ RATE_LIMIT_PROFILES = {
         "charges": 120,
         "topup_orders": 60,
         "topup_charges": 120,
+        "esim_orders": 60,
+        "esim_charges": 120,
         "default": 300,
     },
     "off": {},
@@ -64,6 +68,7 @@ class Settings:
     supplier: str = "mock"
     voucher_sync_deadline: float = 10.0
     fulfilment_delay: float = 0.0
+    esim_sync_deadline: float = 60.0
     fulfilment_retry_schedule: tuple = (1.0, 5.0, 30.0, 120.0, 600.0)
     job_lease: int = 30
     webhook_timeout: float = 10.0
@@ -114,6 +119,7 @@ class Settings:
             supplier=parse_supplier(env.get("OCTOPUS_SUPPLIER", "")),
             voucher_sync_deadline=parse_seconds(env, "OCTOPUS_VOUCHER_SYNC_DEADLINE", cls.voucher_sync_deadline),
             fulfilment_delay=parse_seconds(env, "OCTOPUS_FULFILMENT_DELAY", cls.fulfilment_delay),
+            esim_sync_deadline=parse_seconds(env, "OCTOPUS_ESIM_SYNC_DEADLINE", cls.esim_sync_deadline),
             fulfilment_retry_schedule=parse_schedule(
                 env, "OCTOPUS_FULFILMENT_RETRY_SCHEDULE", cls.fulfilment_retry_schedule
             ),

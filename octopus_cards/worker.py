@@ -2,6 +2,7 @@
 (OCTOPUS_BACKGROUND) or alone as `octopus-cards worker`. Every process may run it; each job is
 claimed with a lease, so none runs twice at once, and a dead process's jobs are taken over."""
 
+import asyncio
 import collections
 import concurrent.futures
 import contextlib
@@ -13,7 +14,7 @@ import anyio
 
 from octopus_cards import models
 from octopus_cards.http.observability import record_webhook_attempt
-from octopus_cards.models import orders, receipts, topup_orders, webhooks
+from octopus_cards.models import esim_orders, orders, receipts, topup_orders, webhooks
 from octopus_cards.models.jobs import Job
 
 logger = logging.getLogger("octopus_cards.worker")
@@ -21,6 +22,10 @@ logger = logging.getLogger("octopus_cards.worker")
 IDLE_POLL = 0.2  # seconds between looks at an empty queue
 # Synchronous orders' first supplier calls; one that outlives its request's deadline finishes here.
 FIRST_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fulfil")
+# eSIM creates wait up to a minute by default: their calls get threads of their own, so that slow
+# eSIM suppliers never hold up voucher orders.
+ESIM_CALLS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="esim")
+ESIM_POLL = 0.1  # seconds between looks at an order whose first call failed for now
 
 
 IDLE_LEASE = 30  # seconds: a third of it is how often an idle keeper looks again
@@ -78,6 +83,16 @@ def top_up(job, runtime):
         return topup_orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
 
+def issue_esim(job, runtime):
+    with models.db.connection_context():
+        return esim_orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+
+
+def watch_esim(job, runtime):
+    with models.db.connection_context():
+        return esim_orders.watch(job, runtime.supplier)
+
+
 class EndpointSlots:
     """At most `per_endpoint` attempts in flight to one endpoint from this process, so that a
     receiver that is slow or never answers leaves the rest of the lane's places to the others."""
@@ -124,6 +139,8 @@ def send_receipt(job, runtime):
 LANES = {
     orders.JOB_KIND: (fulfil, 4),
     topup_orders.JOB_KIND: (top_up, 4),
+    esim_orders.JOB_KIND: (issue_esim, 4),
+    esim_orders.WATCH_KIND: (watch_esim, 2),
     webhooks.JOB_KIND: (deliver, DELIVERY_PLACES),
     receipts.JOB_KIND: (send_receipt, 2),
 }
@@ -195,19 +212,53 @@ async def run_guarded(job, runtime, lane):
         lane.ended(job.id)
 
 
-def fulfil_now(order_id, runtime):
-    """Run the order's held job at once, waiting up to the synchronous deadline (contract 15.1,
-    item 29); past it the call goes on here and the order is answered as it stands."""
+def held_job_runner(kind, order_id, runtime):
+    """A function that runs the order's held job (its first supplier call) in this process."""
 
     def first_call():
         with models.db.connection_context():
-            job = Job.get((Job.kind == orders.JOB_KIND) & (Job.subject_id == order_id))
+            job = Job.get((Job.kind == kind) & (Job.subject_id == order_id))
         run_one(job, runtime)
 
+    return first_call
+
+
+def fulfil_now(order_id, runtime):
+    """Run the order's held job at once, waiting up to the synchronous deadline (contract 15.1,
+    item 29); past it the call goes on here and the order is answered as it stands."""
     try:
-        FIRST_CALLS.submit(first_call).result(timeout=runtime.settings.voucher_sync_deadline)
+        FIRST_CALLS.submit(held_job_runner(orders.JOB_KIND, order_id, runtime)).result(
+            timeout=runtime.settings.voucher_sync_deadline
+        )
     except concurrent.futures.TimeoutError:
         pass
+
+
+async def esim_within(order_id, runtime, seconds):
+    """Run a new eSIM order's held job, and wait up to `seconds` for the order to leave PENDING,
+    retries in the background included (contract 8.4, 15.1 item 46), holding neither the event loop
+    nor a request thread while the supplier takes its time; past it the call goes on here."""
+    deadline = time.monotonic() + seconds
+    run = held_job_runner(esim_orders.JOB_KIND, order_id, runtime)
+
+    def guarded():  # nobody may be left to hear of a failure: its lease expires, the job is taken over
+        try:
+            run()
+        except Exception:
+            logger.exception("the first supplier call of eSIM order %d failed", order_id)
+
+    first_call = asyncio.wrap_future(ESIM_CALLS.submit(guarded))
+    # asyncio.wait, unlike a cancelled await, leaves the call running when the time is up.
+    await asyncio.wait({first_call}, timeout=seconds)
+    while time.monotonic() < deadline:
+        if await anyio.to_thread.run_sync(esim_status, order_id) != esim_orders.PENDING:
+            return
+        await anyio.sleep(min(ESIM_POLL, max(0, deadline - time.monotonic())))
+
+
+def esim_status(order_id):
+    with models.db.connection_context():
+        return esim_orders.status_of(order_id)
 
 
 def ping(delivery, runtime):

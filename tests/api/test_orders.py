@@ -303,7 +303,8 @@ def test_the_operators_list_show_and_cancel(buyer, shop, migrated, monkeypatch, 
     for argv, message in [
         (("order", "cancel", "vouchers", str(delivered["id"])), f"vouchers order {delivered['id']} is DELIVERED"),
         (("order", "cancel", "vouchers", "2147483647"), "no vouchers order with id 2147483647"),
-        (("order", "show", "topups", "1"), "no topups order with id 1"),
+        (("order", "show", "topups", "2147483647"), "no topups order with id 2147483647"),
+        (("order", "cancel", "esim", "2147483647"), "no esim order with id 2147483647"),
     ]:
         code, out, err = cli(*argv)
         assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err

@@ -1,0 +1,165 @@
+"""The eSIM vertical's catalogue as a client sees it (contract 8.1-8.3): products, their variants
+with the client's effective discount, variant selection by price, and exact quotes.
+
+Only active products, and their active variants, are visible. A variant's effective discount is the
+higher of its own and the client's discount on its product (contract 15.1, item 40).
+"""
+
+import dataclasses
+from decimal import Decimal
+
+from octopus_cards.models.clients import Client
+from octopus_cards.models.exceptions import InvalidAmount, NotFound
+from octopus_cards.models.money import plain, shown
+from octopus_cards.models.pricing import charges, forex_rate, select_wallet
+from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant
+from octopus_cards.models.reference_data import Currency
+from octopus_cards.models.wallets import ExchangeRate, Wallet
+
+VERTICAL = "esim"
+
+
+def with_currency(model):
+    return model.select(model, Currency).join(Currency)
+
+
+def product_for(product_id):
+    product = with_currency(EsimProduct).where((EsimProduct.id == product_id) & EsimProduct.is_active).first()
+    if product is None:
+        raise NotFound("Product")
+    return product
+
+
+def public(product):
+    """The product object (contract 8.1)."""
+    return {
+        "id": product.id,
+        "name": product.name,
+        "country_code": product.country_code,
+        "currency_code": product.currency.currency,
+        "image_url": product.image_url,
+    }
+
+
+def shelf_page(country_code, search, page, per_page):
+    """One page of the active products, newest first, and how many there are."""
+    query = with_currency(EsimProduct).where(EsimProduct.is_active).order_by(EsimProduct.id.desc())
+    if country_code is not None:
+        query = query.where(EsimProduct.country_code == country_code)
+    products = list(query)
+    if search:  # Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite
+        needle = search.casefold()
+        products = [product for product in products if needle in product.name.casefold()]
+    return [public(product) for product in products[(page - 1) * per_page : page * per_page]], len(products)
+
+
+# -- variants ---------------------------------------------------------------------------------------
+
+
+def own_discounts(client_id, product_ids):
+    """{product id: the client's own discount} on these eSIM products."""
+    return dict(
+        ClientDiscount.select(ClientDiscount.product_id, ClientDiscount.discount)
+        .where(
+            (ClientDiscount.client == client_id)
+            & (ClientDiscount.vertical == VERTICAL)
+            & ClientDiscount.product_id.in_(list(product_ids))
+        )
+        .tuples()
+    )
+
+
+def effective_discount(variant, own):
+    return max(variant.discount, own.get(variant.esim_product_id, 0))
+
+
+def variant_object(variant, own):
+    """The variant object (contract 8.2) with the client's effective discount (`own`: its
+    discounts by product)."""
+    return {
+        "id": variant.id,
+        "esim_product_id": variant.esim_product_id,
+        "name": variant.name,
+        "description": variant.description,
+        "currency_code": variant.currency.currency,
+        "amount": shown(variant.amount, variant.currency.precision),
+        "data_amount_gb": plain(variant.data_amount_gb),
+        "validity_days": variant.validity_days,
+        "client_discount": plain(effective_discount(variant, own)),
+    }
+
+
+def active_variants(product_id):
+    return list(
+        with_currency(EsimVariant)
+        .where((EsimVariant.esim_product == product_id) & EsimVariant.is_active)
+        .order_by(EsimVariant.id)
+    )
+
+
+def variants_of(client_id, product_id):
+    product_for(product_id)
+    own = own_discounts(client_id, [product_id])
+    return [variant_object(variant, own) for variant in active_variants(product_id)]
+
+
+def describe(client_id, product_id):
+    """The product object with its variants (contract 8.1)."""
+    return {**public(product_for(product_id)), "variants": variants_of(client_id, product_id)}
+
+
+def describe_variant(client_id, variant_id):
+    """An active variant of an active product."""
+    variant = (
+        with_currency(EsimVariant)
+        .switch(EsimVariant)
+        .join(EsimProduct)
+        .where((EsimVariant.id == variant_id) & EsimVariant.is_active & EsimProduct.is_active)
+        .first()
+    )
+    if variant is None:
+        raise NotFound("Variant")
+    return variant_object(variant, own_discounts(client_id, [variant.esim_product_id]))
+
+
+def select_variant(product, amount):
+    """The active variant priced `amount`, the lowest id among several (contract 8.3)."""
+    for variant in active_variants(product.id):
+        if variant.amount == amount:
+            return variant
+    raise InvalidAmount()
+
+
+# -- quotes -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Priced:
+    product: EsimProduct
+    variant: EsimVariant
+    wallet: object  # wallets.PayingWallet
+    charges: object  # pricing.Charges
+
+
+def price(client_id, product_id, amount, wallet_id=None, before_rules=None):
+    """What the eSIM priced `amount` costs the client and from which wallet, checked in the order of
+    contract 1.10: the resources (404s), then `before_rules` (an order's duplicate reference), then
+    the business rules."""
+    product = product_for(product_id)
+    wallets = Wallet.payers(client_id, wallet_id)
+    if before_rules is not None:
+        before_rules()
+    variant = select_variant(product, Decimal(amount))
+    client = Client.get_by_id(client_id)
+    default_currency = client.default_currency.currency if client.default_currency_id else None
+    currency = variant.currency.currency
+    wallet = select_wallet(wallets, currency, default_currency, wallet_id)
+    rate = forex_rate(ExchangeRate.between, currency, wallet.currency)
+    discount = effective_discount(variant, own_discounts(client_id, [product.id]))
+    return Priced(product, variant, wallet, charges(variant.amount, 1, discount, currency, wallet.currency, rate))
+
+
+def quote(client_id, product_id, amount, wallet_id=None):
+    """The charges object of contract 8.3."""
+    priced = price(client_id, product_id, amount, wallet_id)
+    return priced.charges.public(priced.variant.currency.precision, priced.wallet.precision)
