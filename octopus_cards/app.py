@@ -12,6 +12,7 @@ from octopus_cards import models
 from octopus_cards.http import connexion_hooks, errors
 from octopus_cards.http.middleware import BodyLimit, RequestContext, RouteGuard
 from octopus_cards.http.runtime import Runtime
+from octopus_cards.http.validation import with_python_patterns
 from octopus_cards.openapi import load_spec
 from octopus_cards.settings import Settings
 from octopus_cards.worker import work_forever
@@ -56,7 +57,7 @@ def create_app(settings=None):
     )
     connexion_hooks.install(app)
     app.add_api(
-        spec,
+        with_python_patterns(spec),
         resolver=connexion_hooks.ShortOperationIds(HANDLERS),
         validator_map=connexion_hooks.VALIDATOR_MAP,
         validate_responses=settings.validate_responses,

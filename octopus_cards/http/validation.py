@@ -68,6 +68,38 @@ def check_body(schema, validator, body):
     raise validation_error(fixed or field_message(schema, error))
 
 
+def python_pattern(pattern):
+    r"""An ECMA-262 regular expression, what a JSON Schema `pattern` is, written so that Python's re
+    reads it alike: an unescaped `$` outside a class ends the text (`\Z`), where Python's would
+    also match before a final newline (`"+12015550123\n"` would pass `^\+[0-9]+$`)."""
+    written, in_class, escaped = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        written.append(char)
+    return "".join(written)
+
+
+def with_python_patterns(document):
+    """A copy of an OpenAPI document whose `pattern`s Python validates as JSON Schema means them."""
+    if isinstance(document, dict):
+        return {
+            key: python_pattern(value) if key == "pattern" and isinstance(value, str) else with_python_patterns(value)
+            for key, value in document.items()
+        }
+    if isinstance(document, list):
+        return [with_python_patterns(value) for value in document]
+    return document
+
+
 PLAIN_INTEGER = re.compile(r"-?[0-9]+")
 
 

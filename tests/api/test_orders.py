@@ -210,6 +210,9 @@ def error(message, code="BAD_REQUEST", name="BadRequestError"):
                                               "ValidationException")),
      (1, {"client_reference": "caf\u00e9"}, 400, error("client_reference is invalid", "VALIDATION_FAILURE",
                                                     "ValidationException")),
+     (1, {"client_reference": "ref\n"}, 400, error("client_reference is invalid", "VALIDATION_FAILURE",
+                                                 "ValidationException")),  # JSON Schema's $ ends the text
+     (1, {"email": "a@b.example\n"}, 400, error("email is invalid", "VALIDATION_FAILURE", "ValidationException")),
      (1, {"email": "not-an-email"}, 400, error("email is invalid", "VALIDATION_FAILURE", "ValidationException")),
      (1, {"quantity": 0}, 400, error("quantity is invalid", "VALIDATION_FAILURE", "ValidationException"))],
 )  # fmt: skip

@@ -1,12 +1,14 @@
 """Unit: the request validators (they override private connexion 3.3 methods; each error is pinned)."""
 
+import re
+
 import anyio
 import pytest
 from jsonschema import Draft4Validator
 
 from octopus_cards.http.connexion_hooks import BodyValidator
 from octopus_cards.http.errors import ApiError
-from octopus_cards.http.validation import field_message, parse_json
+from octopus_cards.http.validation import field_message, parse_json, python_pattern, with_python_patterns
 
 ORDER_SCHEMA = {
     "type": "object",
@@ -111,3 +113,30 @@ def test_field_message_for_array_items():
     schema = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "integer"}}}}
     error = next(Draft4Validator(schema).iter_errors({"items": [1, "x"]}))
     assert field_message(schema, error) == "items.1 is invalid"
+
+
+@pytest.mark.parametrize(
+    "pattern, text, matches",
+    [
+        (r"^\+[1-9][0-9]{6,14}$", "+12015550123", True),
+        (r"^\+[1-9][0-9]{6,14}$", "+12015550123\n", False),  # Python's own $ would let it through
+        (r"^[ -~]+$", "REF-1", True),
+        (r"^[ -~]+$", "REF-1\n", False),
+        (r"^[A-Z]{3}$", "USA\n", False),
+        (r"^a[$]b$", "a$b", True),  # a $ in a class is the character
+        (r"^a\$$", "a$", True),  # so is an escaped one
+        (r"^a\$$", "a$\n", False),
+        (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "a@b.example\n", False),
+    ],
+)
+def test_patterns_end_where_json_schema_says(pattern, text, matches):
+    """JSON Schema patterns are ECMA-262: `$` is the end of the text, not before a final newline."""
+    assert bool(re.search(python_pattern(pattern), text)) is matches
+
+
+def test_every_pattern_of_a_document_is_rewritten_and_nothing_else():
+    document = {"pattern": "^x$", "properties": {"pattern": {"type": "string", "pattern": "^y$"}},
+                "examples": ["^z$"], "allOf": [{"pattern": "^w$"}]}  # fmt: skip
+    assert with_python_patterns(document) == {
+        "pattern": r"^x\Z", "properties": {"pattern": {"type": "string", "pattern": r"^y\Z"}},
+        "examples": ["^z$"], "allOf": [{"pattern": r"^w\Z"}]}  # fmt: skip
