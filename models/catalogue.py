@@ -247,7 +247,7 @@ def check_voucher(where, entry, refs):
 
 def check_topup(where, entry, refs):
     refs.country(f"{where}.country", entry["country"], allow_global=True)
-    refs.currency(f"{where}.currency", entry["currency"])
+    _, precision = refs.currency(f"{where}.currency", entry["currency"])
     unique(f"{where}.input_fields", entry.get("input_fields", []), lambda field: field["name"])
     unique_names(f"{where}.variants", entry["variants"])
     check_variant_ids(where, entry, TopupProduct, TopupVariant, TopupVariant.product)
@@ -260,10 +260,10 @@ def check_topup(where, entry, refs):
         if bool(fixed) == ranged:
             raise CatalogueError(f"{at}: either fixed_amounts or min_amount and max_amount")
         for position, value in enumerate(fixed):
-            amount(f"{at}.fixed_amounts[{position}]", value, above=True)
+            amount(f"{at}.fixed_amounts[{position}]", value, precision, above=True)
         if ranged:
-            low = amount(f"{at}.min_amount", variant.get("min_amount"), above=True)
-            high = amount(f"{at}.max_amount", variant.get("max_amount"), above=True)
+            low = amount(f"{at}.min_amount", variant.get("min_amount"), precision, above=True)
+            high = amount(f"{at}.max_amount", variant.get("max_amount"), precision, above=True)
             if low > high:
                 raise CatalogueError(f"{at}: min_amount must not exceed max_amount")
         for position, code in enumerate(variant.get("available_in", [])):

@@ -193,6 +193,34 @@ BAD = [
         "vouchers[0].denominations[0].value: at most 2 decimals",
     ),
     (
+        {
+            "topups": [
+                {
+                    "name": "t",
+                    "type": "GAMING",
+                    "country": "GLO",
+                    "currency": "JPY",
+                    "variants": [{"name": "v", "fixed_amounts": ["100", "0.5"]}],
+                }
+            ]
+        },  # fmt: skip
+        "topups[0].variants[0].fixed_amounts[1]: at most 0 decimals",
+    ),
+    (
+        {
+            "topups": [
+                {
+                    "name": "t",
+                    "type": "MOBILE",
+                    "country": "USA",
+                    "currency": "USD",
+                    "variants": [{"name": "v", "min_amount": "1.005", "max_amount": 5}],
+                }
+            ]
+        },  # fmt: skip
+        "topups[0].variants[0].min_amount: at most 2 decimals",
+    ),
+    (
         {"vouchers": [voucher("x", denominations=[{"value": 5, "discount": 101}])]},
         "vouchers[0].denominations[0].discount: must be <= 100",
     ),
