@@ -178,6 +178,7 @@ def settle(order, status, failure=None, esim=None, finishing=None):
                         order=(VERTICAL, order.id))  # fmt: skip
         email = EsimOrder.select(EsimOrder.notification_email).where(EsimOrder.id == order.id).scalar()
         if email:
+            order.failure_code, order.failure_reason = code, reason
             Receipt.queue(VERTICAL, order.id, order.client_id, email, *esim_receipt(order, status))
         if finishing is not None:
             finishing.finish()

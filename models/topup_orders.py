@@ -92,7 +92,7 @@ def place(client_id, product_id, amount, supplier, input_data=None, category=Non
                 fx = None if quoted.forex_rate is None else (quoted.source_currency, quoted.destination_currency,
                                                              quoted.forex_rate)  # fmt: skip
                 debit = Wallet.post(
-                    priced.wallet.id, DEBIT, quoted.total_payable, f"Top-up Order #{order.id}", fx, (VERTICAL, order.id)
+                    priced.wallet.id, DEBIT, quoted.total_payable, f"Topup Order #{order.id}", fx, (VERTICAL, order.id)
                 )
                 order.transaction_id = debit["id"]
                 TopupOrder.update(transaction_id=debit["id"]).where(TopupOrder.id == order.id).execute()
@@ -149,10 +149,11 @@ def settle(order, status, failure=None, finishing=None):
             logger.info("top-up order %d was settled meanwhile; a late supplier answer is discarded", order.id)
             return False
         if status != DELIVERED and order.total_payable > 0:
-            Wallet.post(order.wallet_id, CREDIT, order.total_payable, f"Refund for Top-up Order #{order.id}",
+            Wallet.post(order.wallet_id, CREDIT, order.total_payable, f"Refund for Topup Order #{order.id}",
                         order=(VERTICAL, order.id))  # fmt: skip
         email = TopupOrder.select(TopupOrder.notification_email).where(TopupOrder.id == order.id).scalar()
         if email:
+            order.failure_code, order.failure_reason = code, reason
             Receipt.queue(VERTICAL, order.id, order.client_id, email, *topup_receipt(order, status))
         if finishing is not None:
             finishing.finish()
