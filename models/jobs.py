@@ -9,6 +9,12 @@ from peewee import CharField, DateTimeField, IntegerField, TextField
 from octopus_cards.models.base import BaseModel, on_sqlite, utcnow, write_txn
 
 
+def clock():
+    """Naive UTC to the microsecond: due and lease times, so that retry schedules of fractions of a
+    second (contract 15.1, item 30) hold; the other timestamps are whole seconds (base.utcnow)."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
 class Job(BaseModel):
     kind = CharField()
     subject_id = IntegerField()
@@ -27,7 +33,7 @@ class Job(BaseModel):
         """Queue work on `subject_id`; call inside the transaction of the change. `held_for`
         (seconds) claims it at once for the caller, who runs it right away; else it is due
         `after` seconds from now."""
-        now = utcnow()
+        now = clock()
         held = None if held_for is None else now + datetime.timedelta(seconds=held_for)
         return cls.create(kind=kind, subject_id=subject_id, run_after=now + datetime.timedelta(seconds=after),
                           locked_until=held, attempts=0 if held is None else 1)  # fmt: skip
@@ -35,7 +41,7 @@ class Job(BaseModel):
     @classmethod
     def claim(cls, lease, limit, kind):
         """Up to `limit` due jobs of `kind`, each leased to the caller for `lease` seconds."""
-        now = utcnow()
+        now = clock()
         due = (
             cls.select()
             .where(
@@ -58,7 +64,7 @@ class Job(BaseModel):
     @classmethod
     def renew(cls, job_ids, lease):
         """Keep the claims on these jobs while they run (finished or rescheduled ones are left alone)."""
-        until = utcnow() + datetime.timedelta(seconds=lease)
+        until = clock() + datetime.timedelta(seconds=lease)
         with write_txn():
             cls.update(locked_until=until).where(
                 cls.id.in_(job_ids) & cls.finished_at.is_null() & cls.locked_until.is_null(False)
@@ -69,6 +75,6 @@ class Job(BaseModel):
             Job.update(finished_at=utcnow(), locked_until=None).where(Job.id == self.id).execute()
 
     def retry_after(self, seconds, error):
-        run_after = utcnow() + datetime.timedelta(seconds=seconds)
+        run_after = clock() + datetime.timedelta(seconds=seconds)
         with write_txn():
             Job.update(run_after=run_after, locked_until=None, last_error=error).where(Job.id == self.id).execute()

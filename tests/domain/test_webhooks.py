@@ -18,7 +18,7 @@ from octopus_cards import models
 from octopus_cards.models import Client, Delivery, DeliveryAttempt, Event, Wallet, WebhookEndpoint, webhooks
 from octopus_cards.models.base import utcnow
 from octopus_cards.models.exceptions import Refused
-from octopus_cards.models.jobs import Job
+from octopus_cards.models.jobs import Job, clock
 from octopus_cards.models.wallets import CREDIT
 
 SCHEDULE = (30.0, 120.0)  # three attempts in all
@@ -83,14 +83,14 @@ def run_due(receiver, client, schedule=SCHEDULE):
         ours = Delivery.select(Delivery.id).join(WebhookEndpoint).where(WebhookEndpoint.client == client.id)
         due = Job.select().where(
             (Job.kind == webhooks.JOB_KIND) & Job.subject_id.in_(ours) & Job.finished_at.is_null()
-            & (Job.run_after <= utcnow())
+            & (Job.run_after <= clock())
         ).order_by(Job.id)  # fmt: skip
         return [webhooks.attempt(job, receiver, schedule, free_slot) for job in due]
 
 
 def make_due(delivery_id):
     with models.db.connection_context():
-        Job.update(run_after=utcnow() - datetime.timedelta(seconds=1)).where(
+        Job.update(run_after=clock() - datetime.timedelta(seconds=1)).where(
             (Job.kind == webhooks.JOB_KIND) & (Job.subject_id == delivery_id)
         ).execute()
 
@@ -280,6 +280,6 @@ def test_an_endpoint_without_a_free_slot_waits_a_second_without_an_attempt(clien
         job = Job.get_by_id(job.id)
     (delivery,) = deliveries_of(endpoint)
     assert receiver.received == [] and (delivery.status, delivery.attempts) == ("pending", 0)
-    assert job.last_error == "endpoint busy" and 0 < (job.run_after - utcnow()).total_seconds() <= 1
+    assert job.last_error == "endpoint busy" and 0 < (job.run_after - clock()).total_seconds() <= 1
     make_due(delivery.id)
     assert run_due(receiver, client) == ["delivered"]
