@@ -8,6 +8,7 @@ from octopus_cards.http.responses import json_body, paginated
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.models import db, esim, esim_orders
 from octopus_cards.models.encoding import dumps
+from octopus_cards.models.products import EsimProduct
 from octopus_cards.worker import esim_within
 
 
@@ -17,7 +18,7 @@ def answer(value, status=200):
 
 @db.connection_context()
 def list_products(token_info, page=1, per_page=50, country_code=None, search=None):
-    items, total = esim.shelf_page(country_code, search, page, per_page)
+    items, total = EsimProduct.shelf_page(page, per_page, search, country_code=country_code)
     return paginated(items, page, per_page, total)
 
 
@@ -52,7 +53,7 @@ async def create_order(token_info):
         return esim_orders.place(client_id, body["product_id"], body["amount"], rt.supplier, body.get("wallet_id"),
                                  body.get("client_reference"), hold=deadline + rt.settings.job_lease)  # fmt: skip
 
-    order_id = await anyio.to_thread.run_sync(place)
+    order_id = (await anyio.to_thread.run_sync(place)).id
     await esim_within(order_id, rt, deadline - (time.monotonic() - started))
     order = await anyio.to_thread.run_sync(db.connection_context()(esim_orders.one_for), client_id, order_id)
     return answer(order)
@@ -71,4 +72,5 @@ def get_order(token_info, order_id):
 
 @db.connection_context()
 def set_notification_email(token_info, order_id):
-    return answer(esim_orders.set_notification_email(token_info["client_id"], order_id, exact_body()["email"]))
+    order = esim_orders.EsimOrder.set_notification_email(token_info["client_id"], order_id, exact_body()["email"])
+    return answer(order.public())

@@ -5,6 +5,7 @@ from octopus_cards.http.responses import json_body, paginated
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.models import db, topup_orders, topups
 from octopus_cards.models.encoding import dumps
+from octopus_cards.models.products import TopupProduct
 
 
 def answer(value, status=200):
@@ -13,7 +14,7 @@ def answer(value, status=200):
 
 @db.connection_context()
 def list_products(token_info, page=1, per_page=50, type=None, search=None):  # `type`: the contract's name
-    items, total = topups.shelf_page(type, search, page, per_page)
+    items, total = TopupProduct.shelf_page(page, per_page, search, topup_type=type)
     return paginated(items, page, per_page, total)
 
 
@@ -50,11 +51,11 @@ def quote_charges(token_info):
 @db.connection_context()
 def create_order(token_info):
     body, client_id = exact_body(), token_info["client_id"]
-    order_id = topup_orders.place(
+    order = topup_orders.place(
         client_id, body["product_id"], body["amount"], runtime().supplier, body.get("input_data"), body.get("category"),
         body.get("wallet_id"), body.get("client_reference"),
     )  # fmt: skip
-    return answer(topup_orders.one_for(client_id, order_id), status=201)
+    return answer(order.public(), status=201)
 
 
 @db.connection_context()
@@ -72,4 +73,5 @@ def get_order(token_info, order_id):
 
 @db.connection_context()
 def set_notification_email(token_info, order_id):
-    return answer(topup_orders.set_notification_email(token_info["client_id"], order_id, exact_body()["email"]))
+    order = topup_orders.TopupOrder.set_notification_email(token_info["client_id"], order_id, exact_body()["email"])
+    return answer(order.public())

@@ -12,45 +12,10 @@ from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import InvalidAmount, NotFound
 from octopus_cards.models.money import plain, shown
 from octopus_cards.models.pricing import charges, forex_rate, select_wallet
-from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant
-from octopus_cards.models.reference_data import Currency
+from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant, with_currency
 from octopus_cards.models.wallets import ExchangeRate, Wallet
 
 VERTICAL = "esim"
-
-
-def with_currency(model):
-    return model.select(model, Currency).join(Currency)
-
-
-def product_for(product_id):
-    product = with_currency(EsimProduct).where((EsimProduct.id == product_id) & EsimProduct.is_active).first()
-    if product is None:
-        raise NotFound("Product")
-    return product
-
-
-def public(product):
-    """The product object (contract 8.1)."""
-    return {
-        "id": product.id,
-        "name": product.name,
-        "country_code": product.country_code,
-        "currency_code": product.currency.currency,
-        "image_url": product.image_url,
-    }
-
-
-def shelf_page(country_code, search, page, per_page):
-    """One page of the active products, newest first, and how many there are."""
-    query = with_currency(EsimProduct).where(EsimProduct.is_active).order_by(EsimProduct.id.desc())
-    if country_code is not None:
-        query = query.where(EsimProduct.country_code == country_code)
-    products = list(query)
-    if search:  # Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite
-        needle = search.casefold()
-        products = [product for product in products if needle in product.name.casefold()]
-    return [public(product) for product in products[(page - 1) * per_page : page * per_page]], len(products)
 
 
 # -- variants ---------------------------------------------------------------------------------------
@@ -98,14 +63,14 @@ def active_variants(product_id):
 
 
 def variants_of(client_id, product_id):
-    product_for(product_id)
+    EsimProduct.visible(product_id)
     own = own_discounts(client_id, [product_id])
     return [variant_object(variant, own) for variant in active_variants(product_id)]
 
 
 def describe(client_id, product_id):
     """The product object with its variants (contract 8.1)."""
-    return {**public(product_for(product_id)), "variants": variants_of(client_id, product_id)}
+    return {**EsimProduct.visible(product_id).public(), "variants": variants_of(client_id, product_id)}
 
 
 def describe_variant(client_id, variant_id):
@@ -140,12 +105,17 @@ class Priced:
     wallet: object  # wallets.PayingWallet
     charges: object  # pricing.Charges
 
+    @property
+    def precision(self):
+        """The precision of the currency the amounts are in."""
+        return self.variant.currency.precision
+
 
 def price(client_id, product_id, amount, wallet_id=None, before_rules=None):
     """What the eSIM priced `amount` costs the client and from which wallet, checked in the order of
     contract 1.10: the resources (404s), then `before_rules` (an order's duplicate reference), then
     the business rules."""
-    product = product_for(product_id)
+    product = EsimProduct.visible(product_id)
     wallets = Wallet.payers(client_id, wallet_id)
     if before_rules is not None:
         before_rules()

@@ -11,7 +11,7 @@ from peewee import BigIntegerField, BooleanField, CharField, ForeignKeyField, In
 
 from octopus_cards.models.base import BaseModel, Prepared, write_txn
 from octopus_cards.models.clients import Client
-from octopus_cards.models.exceptions import Refused
+from octopus_cards.models.exceptions import NotFound, Refused
 from octopus_cards.models.money import MoneyField, PercentField
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
 
@@ -89,15 +89,61 @@ class Denomination(BaseModel):
         indexes = ((("product", "position"), True),)
 
 
-class TopupProduct(BaseModel):
+def with_currency(model):
+    """Rows of a table with a `currency`, read with their currency in one query."""
+    return model.select(model, Currency).join(Currency)
+
+
+class VariantProduct(BaseModel):
+    """What top-up and eSIM products share: sold by variant, visible to every client while active
+    (contract 7.1, 8.1)."""
+
     name = CharField(max_length=200)
-    topup_type = CharField()
-    country_code = CharField(max_length=3)
+    country_code = CharField(max_length=3)  # alpha-3 or GLO
     currency = ForeignKeyField(Currency)
     image_url = TextField(null=True)
-    input_fields = JSONField()
     is_active = BooleanField(default=True)
     mock = JSONField(null=True)
+
+    @classmethod
+    def visible(cls, product_id):
+        """The active product with this id, or Product not found."""
+        product = with_currency(cls).where((cls.id == product_id) & cls.is_active).first()
+        if product is None:
+            raise NotFound("Product")
+        return product
+
+    @classmethod
+    def shelf_page(cls, page, per_page, search=None, **filters):
+        """One page of the active products, newest first, as objects, and how many there are;
+        `filters`: column values, None for no filter."""
+        query = with_currency(cls).where(cls.is_active).order_by(cls.id.desc())
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(getattr(cls, column) == value)
+        products = list(query)
+        if search:  # Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite
+            needle = search.casefold()
+            products = [product for product in products if needle in product.name.casefold()]
+        return [product.public() for product in products[(page - 1) * per_page : page * per_page]], len(products)
+
+    def public(self):
+        """The product object (contract 7.1, 8.1)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "country_code": self.country_code,
+            "currency_code": self.currency.currency,
+            "image_url": self.image_url,
+        }
+
+
+class TopupProduct(VariantProduct):
+    topup_type = CharField()
+    input_fields = JSONField()
+
+    def public(self):
+        return {**super().public(), "topup_type": self.topup_type}
 
 
 class TopupVariant(BaseModel):
@@ -115,13 +161,8 @@ class TopupVariant(BaseModel):
     is_active = BooleanField(default=True)
 
 
-class EsimProduct(BaseModel):
-    name = CharField(max_length=200)
-    country_code = CharField(max_length=3)
-    currency = ForeignKeyField(Currency)
-    image_url = TextField(null=True)
-    is_active = BooleanField(default=True)
-    mock = JSONField(null=True)
+class EsimProduct(VariantProduct):
+    """A country's or region's eSIM; its variants are the data plans."""
 
 
 class EsimVariant(BaseModel):

@@ -14,54 +14,19 @@ from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import InvalidAmount, InvalidInput, NotFound
 from octopus_cards.models.money import decimals, shown
 from octopus_cards.models.pricing import charges, forex_rate, select_wallet
-from octopus_cards.models.products import ClientDiscount, TopupProduct, TopupVariant
-from octopus_cards.models.reference_data import Country, Currency
+from octopus_cards.models.products import ClientDiscount, TopupProduct, TopupVariant, with_currency
+from octopus_cards.models.reference_data import Country
 from octopus_cards.models.wallets import ExchangeRate, Wallet
 
 MOBILE = "MOBILE"
 INPUT_LENGTH = range(1, 129)  # characters of an input_data value
 
 
-def with_currency(model):
-    return model.select(model, Currency).join(Currency)
-
-
-def product_for(product_id):
-    product = with_currency(TopupProduct).where((TopupProduct.id == product_id) & TopupProduct.is_active).first()
-    if product is None:
-        raise NotFound("Product")
-    return product
-
-
-def public(product):
-    """The product object (contract 7.1)."""
-    return {
-        "id": product.id,
-        "name": product.name,
-        "topup_type": product.topup_type,
-        "country_code": product.country_code,
-        "currency_code": product.currency.currency,
-        "image_url": product.image_url,
-    }
-
-
-def shelf_page(topup_type, search, page, per_page):
-    """One page of the active products, newest first, and how many there are."""
-    query = with_currency(TopupProduct).where(TopupProduct.is_active).order_by(TopupProduct.id.desc())
-    if topup_type is not None:
-        query = query.where(TopupProduct.topup_type == topup_type)
-    products = list(query)
-    if search:  # Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite
-        needle = search.casefold()
-        products = [product for product in products if needle in product.name.casefold()]
-    return [public(product) for product in products[(page - 1) * per_page : page * per_page]], len(products)
-
-
 def describe(product_id):
     """The product object with its input fields (contract 7.2)."""
-    product = product_for(product_id)
+    product = TopupProduct.visible(product_id)
     fields = [{"name": f["name"], "label": f["label"], "required": f["required"]} for f in product.input_fields]
-    return {**public(product), "input_fields": fields}
+    return {**product.public(), "input_fields": fields}
 
 
 # -- variants ---------------------------------------------------------------------------------------
@@ -97,7 +62,7 @@ def country_names(variants):
 
 
 def variants_of(product_id):
-    product_for(product_id)
+    TopupProduct.visible(product_id)
     variants = active_variants(product_id)
     names = country_names(variants)
     return [variant_object(variant, names) for variant in variants]
@@ -209,6 +174,11 @@ class Priced:
     wallet: object  # wallets.PayingWallet
     charges: object  # pricing.Charges
 
+    @property
+    def precision(self):
+        """The precision of the currency the amounts are in."""
+        return self.product.currency.precision
+
 
 def effective_discount(client_id, product_id, variant):
     own = (
@@ -227,7 +197,7 @@ def price(client_id, product_id, amount, category=None, wallet_id=None, before_r
     """What a top-up of `amount` costs the client and from which wallet, checked in the order of
     contract 1.10: the resources (404s), then `before_rules(product)` (an order's `input_data`
     and duplicate reference), then the business rules."""
-    product = product_for(product_id)
+    product = TopupProduct.visible(product_id)
     wallets = Wallet.payers(client_id, wallet_id)
     if before_rules is not None:
         before_rules(product)

@@ -24,17 +24,17 @@ from octopus_cards.models import (
     Wallet,
     WebhookEndpoint,
     catalogue,
-    esim_orders,
     orders,
     products,
-    topup_orders,
     webhooks,
 )
 from octopus_cards.models.clients import BULK_LIMIT_RANGE
 from octopus_cards.models.encoding import dumps
+from octopus_cards.models.esim_orders import EsimOrder
 from octopus_cards.models.exceptions import DomainError
 from octopus_cards.models.money import decimals
 from octopus_cards.models.products import VERTICALS
+from octopus_cards.models.topup_orders import TopupOrder
 from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
 from octopus_cards.outbound import addresses
 from octopus_cards.settings import Settings, SettingsError, parse_network
@@ -466,7 +466,7 @@ def run_catalog_action(args):
 
 
 # Each vertical's orders, for the `order` commands.
-ORDER_BOOKS = {"vouchers": orders, "topups": topup_orders, "esim": esim_orders}
+ORDER_BOOKS = {"vouchers": orders, "topups": TopupOrder, "esim": EsimOrder}
 
 
 def run_order_action(args):

@@ -14,8 +14,11 @@ import anyio
 
 from octopus_cards import models
 from octopus_cards.http.observability import record_webhook_attempt
-from octopus_cards.models import esim_orders, orders, receipts, topup_orders, webhooks
+from octopus_cards.models import orders, receipts, webhooks
+from octopus_cards.models.esim_orders import WATCH_KIND, EsimOrder
 from octopus_cards.models.jobs import Job
+from octopus_cards.models.topup_orders import TopupOrder
+from octopus_cards.models.variant_orders import PENDING
 
 logger = logging.getLogger("octopus_cards.worker")
 
@@ -80,17 +83,17 @@ def fulfil(job, runtime):
 
 def top_up(job, runtime):
     with models.db.connection_context():
-        return topup_orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+        return TopupOrder.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
 
 def issue_esim(job, runtime):
     with models.db.connection_context():
-        return esim_orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+        return EsimOrder.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
 
 def watch_esim(job, runtime):
     with models.db.connection_context():
-        return esim_orders.watch(job, runtime.supplier)
+        return EsimOrder.watch(job, runtime.supplier)
 
 
 class EndpointSlots:
@@ -138,9 +141,9 @@ def send_receipt(job, runtime):
 # own per kind, so that slow receivers never hold up fulfilment, nor slow suppliers deliveries.
 LANES = {
     orders.JOB_KIND: (fulfil, 4),
-    topup_orders.JOB_KIND: (top_up, 4),
-    esim_orders.JOB_KIND: (issue_esim, 4),
-    esim_orders.WATCH_KIND: (watch_esim, 2),
+    TopupOrder.JOB_KIND: (top_up, 4),
+    EsimOrder.JOB_KIND: (issue_esim, 4),
+    WATCH_KIND: (watch_esim, 2),
     webhooks.JOB_KIND: (deliver, DELIVERY_PLACES),
     receipts.JOB_KIND: (send_receipt, 2),
 }
@@ -239,7 +242,7 @@ async def esim_within(order_id, runtime, seconds):
     retries in the background included (contract 8.4, 15.1 item 46), holding neither the event loop
     nor a request thread while the supplier takes its time; past it the call goes on here."""
     deadline = time.monotonic() + seconds
-    run = held_job_runner(esim_orders.JOB_KIND, order_id, runtime)
+    run = held_job_runner(EsimOrder.JOB_KIND, order_id, runtime)
 
     def guarded():  # nobody may be left to hear of a failure: its lease expires, the job is taken over
         try:
@@ -251,14 +254,14 @@ async def esim_within(order_id, runtime, seconds):
     # asyncio.wait, unlike a cancelled await, leaves the call running when the time is up.
     await asyncio.wait({first_call}, timeout=seconds)
     while time.monotonic() < deadline:
-        if await anyio.to_thread.run_sync(esim_status, order_id) != esim_orders.PENDING:
+        if await anyio.to_thread.run_sync(esim_status, order_id) != PENDING:
             return
         await anyio.sleep(min(ESIM_POLL, max(0, deadline - time.monotonic())))
 
 
 def esim_status(order_id):
     with models.db.connection_context():
-        return esim_orders.status_of(order_id)
+        return EsimOrder.status_of(order_id)
 
 
 def ping(delivery, runtime):

@@ -212,7 +212,7 @@ def sent_receipt(order_id, timeout=10.0):
 
 
 def fulfilment_job(order_id):
-    return in_db(Job.get, (Job.kind == esim_orders.JOB_KIND) & (Job.subject_id == order_id))
+    return in_db(Job.get, (Job.kind == EsimOrder.JOB_KIND) & (Job.subject_id == order_id))
 
 
 def order_count(client):
@@ -222,7 +222,8 @@ def order_count(client):
 def parked(client, shop, offset=JAPAN, amount="4.5", reference=None):
     """An order placed through the models, its fulfilment due only in an hour: it stays PENDING."""
     supplier = types.SimpleNamespace(background_delay=3600)
-    return in_db(esim_orders.place, client.id, shop["base"] + offset, D(amount), supplier, reference=reference)
+    order = in_db(esim_orders.place, client.id, shop["base"] + offset, D(amount), supplier, reference=reference)
+    return order.id
 
 
 def error(message, code="BAD_REQUEST", name="BadRequestError"):

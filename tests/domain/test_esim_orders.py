@@ -76,7 +76,7 @@ def in_db(function, *args, **kwargs):
 
 def place(client, product_id):
     """A PENDING order of 10 (9.80 debited), its fulfilment job not due for an hour."""
-    return in_db(esim_orders.place, client.id, product_id, D(10), FakeSupplier())
+    return in_db(lambda: esim_orders.place(client.id, product_id, D(10), FakeSupplier()).id)
 
 
 def job_of(kind, order_id, attempts=1):
@@ -90,7 +90,7 @@ def job_of(kind, order_id, attempts=1):
 def delivered(client, product_id):
     """A DELIVERED order (its fulfilment job run once with the fake's eSIM), with its watch job."""
     order_id = place(client, product_id)
-    assert in_db(esim_orders.work, job_of(esim_orders.JOB_KIND, order_id), FakeSupplier(), (0.0,)) == "DELIVERED"
+    assert in_db(EsimOrder.work, job_of(EsimOrder.JOB_KIND, order_id), FakeSupplier(), (0.0,)) == "DELIVERED"
     return order_id
 
 
@@ -105,7 +105,7 @@ def state_of(order):
 def watch(order_id, supplier, attempts=1):
     """Run the order's watch job once; what it returned, and the job row after it."""
     job = job_of(esim_orders.WATCH_KIND, order_id, attempts)
-    return in_db(esim_orders.watch, job, supplier), in_db(Job.get_by_id, job.id)
+    return in_db(EsimOrder.watch, job, supplier), in_db(Job.get_by_id, job.id)
 
 
 def rescheduled_in(job):
@@ -131,7 +131,7 @@ def test_a_placed_order_is_pending_with_its_debit_and_job(client, product_id):
     assert (order.status, order.amount, order.total_payable, order.currency) == ("PENDING", D(10), PRICE, "USD")
     assert (order.activation_code, order.iccid, order.activation_status, order.delivered_at) == (None, None, None, None)
     assert ledger(order_id) == [("DEBIT", PRICE)]
-    job = job_of(esim_orders.JOB_KIND, order_id)
+    job = job_of(EsimOrder.JOB_KIND, order_id)
     assert job.finished_at is None and job.run_after > job.created_at  # after the supplier's background delay
     assert in_db(Job.get_or_none, (Job.kind == esim_orders.WATCH_KIND) & (Job.subject_id == order_id)) is None
 
@@ -140,7 +140,7 @@ def test_a_delivery_stores_the_esim_and_starts_watching_it(delivered):
     order = stored(delivered)
     assert (order.status, order.activation_code, order.iccid) == ("DELIVERED", CODE, ICCID)
     assert state_of(order) == NOT_YET and order.delivered_at is not None
-    assert job_of(esim_orders.JOB_KIND, delivered).finished_at is not None
+    assert job_of(EsimOrder.JOB_KIND, delivered).finished_at is not None
     job = job_of(esim_orders.WATCH_KIND, delivered)
     assert job.finished_at is None and job.locked_until is None
     assert job.run_after - order.delivered_at >= datetime.timedelta(seconds=WATCH_SCHEDULE[0])
@@ -203,7 +203,7 @@ def test_the_watch_gives_up_long_after_the_validity(delivered):
 
 def test_the_watch_of_an_order_that_is_not_delivered_does_nothing(client, product_id):
     order_id = place(client, product_id)
-    in_db(esim_orders.cancel, order_id)
+    in_db(EsimOrder.cancel, order_id)
     in_db(Job.enqueue, esim_orders.WATCH_KIND, order_id)
     supplier = FakeSupplier(raises=AssertionError("the supplier must not be asked"))
     status, job = watch(order_id, supplier)

@@ -71,7 +71,15 @@ def client(migrated):
 def order_id(client, product_id):
     """A PENDING order of 10 (9.80 debited), its job not due for an hour."""
     with models.db.connection_context():
-        return topup_orders.place(client.id, product_id, 10, FakeSupplier(), {"player_id": "p-1"})
+        return topup_orders.place(client.id, product_id, 10, FakeSupplier(), {"player_id": "p-1"}).id
+
+
+def placed(*args):
+    return topup_orders.place(*args).id
+
+
+def set_address(client_id, order_id, email):
+    return TopupOrder.set_notification_email(client_id, order_id, email).public()
 
 
 def in_db(function, *args, **kwargs):
@@ -89,14 +97,14 @@ def view(client, order_id, supplier=None):
 
 def job_of(order_id, attempts=1):
     """The order's fulfilment job as a worker holds it after claiming it `attempts` times."""
-    job = in_db(Job.get, (Job.kind == topup_orders.JOB_KIND) & (Job.subject_id == order_id))
+    job = in_db(Job.get, (Job.kind == TopupOrder.JOB_KIND) & (Job.subject_id == order_id))
     job.attempts = attempts
     return job
 
 
 def work(order_id, supplier, attempts=1, schedule=(0.0, 0.0)):
     job = job_of(order_id, attempts)
-    return in_db(topup_orders.work, job, supplier, schedule), in_db(Job.get_by_id, job.id)
+    return in_db(TopupOrder.work, job, supplier, schedule), in_db(Job.get_by_id, job.id)
 
 
 def ledger(order_id):
@@ -180,7 +188,7 @@ def test_a_final_order_is_not_refreshed(client, order_id):
 
 
 def test_a_late_answer_after_an_operators_cancel_changes_nothing(client, order_id):
-    in_db(topup_orders.cancel, order_id)
+    in_db(TopupOrder.cancel, order_id)
     cancelled = view(client, order_id)
     assert (cancelled["status"], cancelled["completed_at"] is not None) == ("CANCELLED", True)
     assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
@@ -199,7 +207,7 @@ def test_an_operators_cancel_wins_over_a_call_in_flight(client, order_id, answer
     """15.1, item 32: the cancel comes (from another connection) while the supplier call runs."""
 
     def operator_cancels():
-        thread = threading.Thread(target=in_db, args=(topup_orders.cancel, order_id))
+        thread = threading.Thread(target=in_db, args=(TopupOrder.cancel, order_id))
         thread.start()
         thread.join()
 
@@ -215,9 +223,9 @@ def test_an_operators_cancel_wins_over_a_call_in_flight(client, order_id, answer
 def test_the_operator_cannot_cancel_a_final_or_unknown_order(client, order_id):
     assert work(order_id, FakeSupplier())[0] == "DELIVERED"
     with pytest.raises(Refused, match="DELIVERED"):
-        in_db(topup_orders.cancel, order_id)
+        in_db(TopupOrder.cancel, order_id)
     with pytest.raises(Refused, match="no topups order with id 2147483647"):
-        in_db(topup_orders.cancel, 2147483647)
+        in_db(TopupOrder.cancel, 2147483647)
     assert stored(order_id).status == "DELIVERED" and ledger(order_id) == [("DEBIT", PRICE)]
 
 
@@ -239,13 +247,13 @@ def test_transient_failures_are_retried_until_the_budget_is_spent(client, order_
 def test_concurrent_settles_settle_once(client, product_id):
     """A delivery and a failure settling one order at once: one wins, refunded at most once."""
     for _ in range(5):
-        order_id = in_db(topup_orders.place, client.id, product_id, 10, FakeSupplier(), {"player_id": "p"})
+        order_id = in_db(placed, client.id, product_id, 10, FakeSupplier(), {"player_id": "p"})
         order = stored(order_id)
         barrier, results = threading.Barrier(2), {}
 
         def settle(status, failure=None, order=order, barrier=barrier, results=results):
             barrier.wait()
-            results[status] = in_db(topup_orders.settle, order, status, failure)
+            results[status] = in_db(order.settle, status, failure)
 
         threads = [threading.Thread(target=settle, args=("DELIVERED",)),
                    threading.Thread(target=settle, args=("FAILED", ("X", "Y", True)))]  # fmt: skip
@@ -270,7 +278,7 @@ def test_settling_queues_the_receipt_of_an_order_with_an_address(client, order_i
     assert f"#{order_id}" in receipt.subject and f"#{order_id}" in receipt.text
     assert "refund" in receipt.text.lower()
     # An address set afterwards does not queue a second receipt.
-    shown = in_db(topup_orders.set_notification_email, client.id, order_id, "other@example.com")
+    shown = in_db(set_address, client.id, order_id, "other@example.com")
     assert shown["notification_email"] == "other@example.com"
     assert in_db(Receipt.select().where((Receipt.vertical == "topups") & (Receipt.order_id == order_id)).count) == 1
 
@@ -281,9 +289,9 @@ def test_a_failed_orders_receipt_gives_the_reason_whichever_way_it_is_queued(cli
     in_db(TopupOrder.update(notification_email="buyer@example.com").where(TopupOrder.id == order_id).execute)
     failed = FakeSupplier(raises=SupplierRefused("fail", "X", "Player ID not found"))
     assert work(order_id, failed)[0] == "FAILED"
-    later = in_db(topup_orders.place, client.id, product_id, 10, FakeSupplier(), {"player_id": "p"})
+    later = in_db(placed, client.id, product_id, 10, FakeSupplier(), {"player_id": "p"})
     assert work(later, failed)[0] == "FAILED"
-    in_db(topup_orders.set_notification_email, client.id, later, "buyer@example.com")
+    in_db(set_address, client.id, later, "buyer@example.com")
 
     def text(order):
         receipt = in_db(Receipt.get, (Receipt.vertical == "topups") & (Receipt.order_id == order))

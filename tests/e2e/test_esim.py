@@ -23,7 +23,7 @@ import pytest
 
 from octopus_cards import models
 from octopus_cards.models import Client, Transaction, Wallet
-from octopus_cards.models.esim_orders import JOB_KIND, WATCH_KIND, EsimOrder
+from octopus_cards.models.esim_orders import WATCH_KIND, WATCH_SCHEDULE, EsimOrder
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.wallets import CREDIT
 
@@ -39,7 +39,7 @@ RETRY_SCHEDULE = "0.2,0.2"  # 1 + 2 supplier calls per order (15.1, item 30)
 LPA = re.compile(r"LPA:1\$smdp\.invalid\$[0-9A-F]{32}")
 ICCID = re.compile(r"89\d{18}")
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-WATCH_FIRST_LOOK = 10  # models/esim_orders.py WATCH_SCHEDULE[0]
+WATCH_FIRST_LOOK = WATCH_SCHEDULE[0]
 
 MOCKS = {
     "plain": None,
@@ -203,7 +203,7 @@ def operator_view(settings, order_id):
 def supplier_calls(order_id):
     """How many times the order's fulfilment job was claimed or held (one supplier call each)."""
     with models.db.connection_context():
-        return Job.get((Job.kind == JOB_KIND) & (Job.subject_id == order_id)).attempts
+        return Job.get((Job.kind == EsimOrder.JOB_KIND) & (Job.subject_id == order_id)).attempts
 
 
 def ledger_of(order_ids):
@@ -473,7 +473,7 @@ def test_operator_cancel_wins_over_a_call_in_flight(live, products, buyer, esim_
     assert done.returncode == 0, done.stderr
     cancelled = me.show(order["id"])
     assert (cancelled["status"], cancelled["status_text"]) == ("CANCELLED", "Order cancelled"), cancelled
-    run = re.compile(rf"job \d+ \({JOB_KIND} {order['id']}\), attempt 1: (\S+)")
+    run = re.compile(rf"job \d+ \({EsimOrder.JOB_KIND} {order['id']}\), attempt 1: (\S+)")
     assert eventually(lambda: run.findall(server.stderr), "the late supplier answer", 10) == ["CANCELLED"]
     assert me.show(order["id"]) == cancelled
     assert (cancelled["activation_code"], cancelled["iccid"], cancelled["activation_status"]) == (None, None, None)
@@ -506,7 +506,7 @@ def test_kill_9_with_esim_calls_in_flight(live, products, buyer):
     assert len(answers) == 4 and {order["status"] for _, order in answers} == {"PENDING"}, answers
     ids = [order["id"] for _, order in answers]
     with models.db.connection_context():
-        held = Job.select().where((Job.kind == JOB_KIND) & Job.subject_id.in_(ids))
+        held = Job.select().where((Job.kind == EsimOrder.JOB_KIND) & Job.subject_id.in_(ids))
         assert [(job.attempts, job.finished_at is None, job.locked_until is not None) for job in held] == [
             (1, True, True)
         ] * 4

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 from octopus_cards import models
 from octopus_cards.models import Client, Event, Transaction, Wallet
 from octopus_cards.models.jobs import Job
-from octopus_cards.models.topup_orders import JOB_KIND, TopupOrder
+from octopus_cards.models.topup_orders import TopupOrder
 from octopus_cards.models.wallets import CREDIT
 
 from support.live_server import LiveServer, cli_json, run_cli
@@ -223,7 +223,7 @@ class Buyer:
 def supplier_calls(order_id):
     """How many times the order's fulfilment job was claimed (one supplier call each)."""
     with models.db.connection_context():
-        return Job.get((Job.kind == JOB_KIND) & (Job.subject_id == order_id)).attempts
+        return Job.get((Job.kind == TopupOrder.JOB_KIND) & (Job.subject_id == order_id)).attempts
 
 
 def ledger_of(order_ids):
@@ -410,9 +410,9 @@ def test_operator_cancel_wins_over_a_call_in_flight(server, topup_env, products,
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
 
     # The late answer: the job's run ends, and says the order is CANCELLED.
-    run = re.compile(rf"job \d+ \({JOB_KIND} {order_id}\), attempt 1: (\S+)")
+    run = re.compile(rf"job \d+ \({TopupOrder.JOB_KIND} {order_id}\), attempt 1: (\S+)")
     assert eventually(lambda: run.findall(server.stderr), "the late supplier answer", timeout=10) == ["CANCELLED"]
-    assert f"top-up order {order_id} was settled meanwhile" in server.stderr  # discarded and logged
+    assert f"topups order {order_id} was settled meanwhile" in server.stderr  # discarded and logged
     assert me.show(order_id) == cancelled
     assert [t["transaction_type"] for t in me.transactions_of(order_id)] == ["CREDIT", "DEBIT"]
     assert ledger_of([order_id]) == {order_id: ["CREDIT", "DEBIT"]}
@@ -440,7 +440,7 @@ def test_kill_9_of_the_server_with_topups_in_flight(server, products, buyer):
         pending = TopupOrder.select().where(TopupOrder.id.in_(list(ids)) & (TopupOrder.status == "PENDING")).count()
         mid_call = (
             Job.select()
-            .where((Job.kind == JOB_KIND) & Job.subject_id.in_(list(ids)) & Job.finished_at.is_null())
+            .where((Job.kind == TopupOrder.JOB_KIND) & Job.subject_id.in_(list(ids)) & Job.finished_at.is_null())
             .where(Job.locked_until.is_null(False))
             .count()
         )
