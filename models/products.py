@@ -128,22 +128,27 @@ class VariantProduct(BaseModel):
         return [product.public() for product in products[(page - 1) * per_page : page * per_page]], len(products)
 
     def public(self):
-        """The product object (contract 7.1, 8.1)."""
+        """The product object (contract 7.1, 8.1), its fields in the contract's order."""
         return {
             "id": self.id,
             "name": self.name,
+            **self.kind(),
             "country_code": self.country_code,
             "currency_code": self.currency.currency,
             "image_url": self.image_url,
         }
+
+    def kind(self):
+        """What the product object says of the product's kind, after its name."""
+        return {}
 
 
 class TopupProduct(VariantProduct):
     topup_type = CharField()
     input_fields = JSONField()
 
-    def public(self):
-        return {**super().public(), "topup_type": self.topup_type}
+    def kind(self):
+        return {"topup_type": self.topup_type}
 
 
 class TopupVariant(BaseModel):
