@@ -68,14 +68,29 @@ def check_body(schema, validator, body):
     raise validation_error(fixed or field_message(schema, error))
 
 
+# ECMA-262's classes, which JSON Schema patterns mean, spelled out for Python's re, whose own
+# escapes are wider (\d takes every script's digits, \s the information separators and U+0085) or
+# narrower (\s lacks U+FEFF). Inside a class, only the positive ones can be spelled out.
+ECMA_WHITESPACE = r"\t\n\x0b\x0c\r \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+ECMA_CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": ECMA_WHITESPACE}
+
+
 def python_pattern(pattern):
     r"""An ECMA-262 regular expression, what a JSON Schema `pattern` is, written so that Python's re
     reads it alike: an unescaped `$` outside a class ends the text (`\Z`), where Python's would
-    also match before a final newline (`"+12015550123\n"` would pass `^\+[0-9]+$`)."""
+    also match before a final newline (`"+12015550123\n"` would pass `^\+[0-9]+$`); `\d`, `\w`,
+    `\s` and their negations are ECMA's classes."""
     written, in_class, escaped = [], False, False
     for char in pattern:
         if escaped:
             escaped = False
+            spelled = ECMA_CLASSES.get(char.lower())
+            if spelled is not None and not in_class:
+                char = f"[{'^' if char.isupper() else ''}{spelled}]"
+                written.pop()  # the backslash
+            elif spelled is not None and char.islower():
+                char = spelled
+                written.pop()
         elif char == "\\":
             escaped = True
         elif char == "[" and not in_class:

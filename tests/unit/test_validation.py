@@ -127,6 +127,16 @@ def test_field_message_for_array_items():
         (r"^a\$$", "a$", True),  # so is an escaped one
         (r"^a\$$", "a$\n", False),
         (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "a@b.example\n", False),
+        # \s, \d and \w are ECMA's classes, not Python's Unicode ones.
+        (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "a@b.example\ufeff", False),  # U+FEFF is ECMA whitespace
+        (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "a\x85@b.example", True),  # U+0085 is not
+        (r"^\S+$", "ab\ufeff", False),
+        (r"^\s$", "\x1c", False),
+        (r"^\d+$", "123", True),
+        (r"^\d+$", "\u0661\u0662", False),  # Arabic-Indic digits
+        (r"^[\d.]+$", "1.5", True),
+        (r"^\w+$", "caf\u00e9", False),
+        (r"^\W$", "\u00e9", True),
     ],
 )
 def test_patterns_end_where_json_schema_says(pattern, text, matches):
