@@ -104,7 +104,7 @@ def session(app, settings):
     from octopus_cards.models import Client, catalogue
 
     with models.db.connection_context():
-        client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers",))
+        client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers", "topups"))
         models.Wallet.open_funded(client.id, "USD", 1000, "hostile")  # so orders reach the database
         catalogue.import_catalogue(catalogue.demo_text())
     with app.test_client(client=TEST_PEER) as api:
@@ -443,3 +443,250 @@ def test_hostile_sorts(api, session, sort):
 def test_sorts_that_are_not_text(api, session, query):
     response = api.get(f"/api/v1/products?{query}", headers=bearer(session["access_token"]))
     assert_refused(response, 400)
+
+
+# -- the top-up endpoints: input_data abuse, amounts, mobile numbers, ids -------------------------
+
+TOPUP_BODY_PATHS = ["/api/v1/topups/lookup", "/api/v1/topups/charges", "/api/v1/topups/orders"]
+# Valid but for the part under attack: AT&T (USD, a range of 5-100) takes 10 and this phone number.
+PHONE = '"+12015550123"'
+
+
+def members(*pairs):
+    """A JSON object written out, members as given (duplicates, escapes and all)."""
+    return "{" + ", ".join(pairs) + "}"
+
+
+def phone(value, *more):
+    return members(f'"phone_number": {value}', *more)
+
+
+def order(input_data=None, amount="10"):
+    input_data = phone(PHONE) if input_data is None else input_data
+    return members('"product_id": 4301', f'"amount": {amount}', f'"input_data": {input_data}')
+
+
+def nested_objects(depth, leaf='"x"'):
+    return '{"a":' * depth + leaf + "}" * depth
+
+
+def many_keys(count):
+    return [f'"k{i}": "v"' for i in range(count)]
+
+
+LONG_KEY = "k" * 100_000
+# input_data (the order's only free-form object) -> (status, message): every one refused.
+HOSTILE_INPUT_DATA = {
+    "nested 10000 deep": (nested_objects(10_000), 400, "Invalid request body"),
+    "nested 10000 deep in the value": (phone(nested_objects(10_000)), 400, "Invalid request body"),
+    "nested arrays 100000 deep": (phone(nested(100_000).decode()), 400, "Invalid request body"),
+    "nested 500 deep": (nested_objects(500), 400, "input_data.a is not allowed"),
+    "nested 500 deep in the value": (phone(nested_objects(500)), 400, "input_data.phone_number is invalid"),
+    "value of 1 MB": (phone(f'"{"9" * 1_048_576}"'), 413, "Request body exceeds 1048576 bytes"),
+    "value of 1,000,000 characters": (phone(f'"{"9" * 1_000_000}"'), 400, "input_data.phone_number is invalid"),
+    "value of 129 characters": (phone(f'"{"9" * 129}"'), 400, "input_data.phone_number is invalid"),
+    "5000 unknown keys": (members(*many_keys(5000)), 400, "input_data.k0 is not allowed"),
+    "5000 unknown keys after the field": (phone(PHONE, *many_keys(5000)), 400, "input_data.k0 is not allowed"),
+    "key of 100,000 characters": (phone(PHONE, f'"{LONG_KEY}": "x"'), 400, f"input_data.{LONG_KEY} is not allowed"),
+    "integer": (phone("12015550123"), 400, "input_data.phone_number is invalid"),
+    "float": (phone("1.5"), 400, "input_data.phone_number is invalid"),
+    "huge exponent": (phone("1e400"), 400, "input_data.phone_number is invalid"),
+    "true": (phone("true"), 400, "input_data.phone_number is invalid"),
+    "false": (phone("false"), 400, "input_data.phone_number is invalid"),
+    "empty array": (phone("[]"), 400, "input_data.phone_number is invalid"),
+    "array of the number": (phone(f"[{PHONE}]"), 400, "input_data.phone_number is invalid"),
+    "empty object": (phone("{}"), 400, "input_data.phone_number is invalid"),
+    "operator object": (phone('{"$ne": null}'), 400, "input_data.phone_number is invalid"),
+    "null": (phone("null"), 400, "input_data.phone_number is required"),
+    "empty string": (phone('""'), 400, "input_data.phone_number is invalid"),
+    "lone surrogate": (phone('"\\ud800"'), 400, "Invalid request body"),
+    "duplicate key, last not a string": (phone(PHONE, '"phone_number": 5'), 400, "input_data.phone_number is invalid"),
+    "missing field": ("{}", 400, "input_data.phone_number is required"),
+    "empty key": (phone(PHONE, '"": "x"'), 400, "input_data. is not allowed"),
+    "NUL key": (phone(PHONE, '"\\u0000": "x"'), 400, "input_data.\x00 is not allowed"),
+    "newline key": (phone(PHONE, '"\\n": "x"'), 400, "input_data.\n is not allowed"),
+    "fullwidth key": (
+        members(f'"ｐｈｏｎｅ_ｎｕｍｂｅｒ": {PHONE}'),
+        400,
+        "input_data.ｐｈｏｎｅ_ｎｕｍｂｅｒ is not allowed",
+    ),
+    "key with a NUL": (members(f'"phone_number\\u0000": {PHONE}'), 400, "input_data.phone_number\x00 is not allowed"),
+    "key with a space": (members(f'" phone_number": {PHONE}'), 400, "input_data. phone_number is not allowed"),
+    "upper-case key": (members(f'"PHONE_NUMBER": {PHONE}'), 400, "input_data.PHONE_NUMBER is not allowed"),
+    "emoji key": (phone(PHONE, '"\\ud83d\\udca9": "x"'), 400, "input_data.\U0001f4a9 is not allowed"),
+    "lone surrogate key": (phone(PHONE, '"\\udc00": "x"'), 400, "Invalid request body"),
+    "__proto__": (phone(PHONE, '"__proto__": {"admin": true}'), 400, "input_data.__proto__ is not allowed"),
+    "__proto__ around the field": (members(f'"__proto__": {phone(PHONE)}'), 400, "input_data.__proto__ is not allowed"),
+    "constructor": (phone(PHONE, '"constructor": "x"'), 400, "input_data.constructor is not allowed"),
+    "array": (f"[{PHONE}]", 400, "input_data is invalid"),
+    "string": (PHONE, 400, "input_data is invalid"),
+    "number": ("1", 400, "input_data is invalid"),
+    "JSON null": ("null", 400, "input_data is invalid"),
+}
+
+
+def topup_state(api, session):
+    """What a refused order must not change: the client's top-up orders and its wallets."""
+    headers = bearer(session["access_token"])
+    orders = api.get("/api/v1/topups/orders", headers=headers)
+    wallets = api.get("/api/v1/wallets", headers=headers)
+    assert orders.status_code == wallets.status_code == 200, (orders.text, wallets.text)
+    return orders.headers["X-Total-Count"], wallets.json()
+
+
+def post_json(api, session, path, raw):
+    headers = {**bearer(session["access_token"]), "Content-Type": "application/json"}
+    return api.post(path, content=raw.encode(), headers=headers)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_INPUT_DATA))
+def test_hostile_input_data(api, session, name):
+    """A top-up order's input_data is checked by the server, once the product is found (7.7): any
+    abuse is a 4xx naming the key, never a 5xx, and nothing is ordered or debited."""
+    input_data, status, message = HOSTILE_INPUT_DATA[name]
+    before = topup_state(api, session)
+    response = post_json(api, session, "/api/v1/topups/orders", order(input_data))
+    assert_refused(response, status)
+    assert response.json()["error"]["message"] == message
+    assert topup_state(api, session) == before
+
+
+def test_the_hostile_input_data_corpus_is_refused_for_its_content_only(api, session):
+    """The control: the same order with a well-formed input_data is placed (201 PENDING)."""
+    response = post_json(api, session, "/api/v1/topups/orders", order())
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "PENDING"
+
+
+HOSTILE_AMOUNTS = [
+    "1e-30",
+    "0.000000001",
+    "0.001",
+    "10.001",
+    "10.000000000000000000001",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "1E+999999999",
+    "1e-999999999",
+    "9" * 5000,
+    "1000000000.0000000001",
+    "1e9",
+    "0",
+    "-0",
+    "-0.0",
+    "-10",
+    '"10"',
+    '"1e1"',
+    "true",
+    "null",
+    "[10]",
+    '{"$gt": 0}',
+    "NaN",
+    "Infinity",
+    "0x0A",
+    ".5",
+    "1_0",
+    "１０",
+]
+
+
+@pytest.mark.parametrize("amount", HOSTILE_AMOUNTS)
+@pytest.mark.parametrize("path", ["/api/v1/topups/charges", "/api/v1/topups/orders"])
+def test_hostile_topup_amounts(api, session, path, amount):
+    """The amount selects the variant (7.5): out of the schema's bounds, of the currency's precision,
+    not a JSON number or not JSON at all, it is refused; nothing is ordered or debited."""
+    before = topup_state(api, session)
+    response = post_json(api, session, path, order(amount=amount))
+    assert_refused(response, 400)
+    refusals = ("amount is invalid", "amount is required", "Invalid amount", "Invalid request body")
+    assert response.json()["error"]["message"] in refusals
+    assert topup_state(api, session) == before
+
+
+HOSTILE_MOBILE_NUMBERS = [
+    "+１２３４５６７８",  # fullwidth digits
+    "＋12015550123",  # fullwidth plus
+    "+1201555012٣",  # an Arabic-Indic digit
+    "+12015550123\n",
+    "\n+12015550123",
+    "+12015550123 ",
+    " +12015550123",
+    "+12015550123\u200b",
+    "+1\u00a02015550123",
+    "+12015550123\x00",
+    "+1-201-555-0123",
+    "+1 (201) 555-0123",
+    "12015550123",
+    "+012015550123",
+    "+1234",
+    "+1" + "2" * 20,
+    "+" + "9" * 100_000,
+    "",
+    "+",
+    12015550123,
+    1.2015550123e10,
+    True,
+    None,
+    ["+12015550123"],
+    {"$regex": ".*"},
+]
+
+
+@pytest.mark.parametrize("number", HOSTILE_MOBILE_NUMBERS, ids=repr)
+def test_hostile_mobile_numbers(api, session, number):
+    """The lookup takes an E.164 number only (7.4): anything else is `mobile_number is invalid`
+    (`required` when null), never parsed into a country by a lenient reading."""
+    response = api.post(
+        "/api/v1/topups/lookup", json={"mobile_number": number}, headers=bearer(session["access_token"])
+    )
+    assert_refused(response, 400)
+    expected = "mobile_number is required" if number is None else "mobile_number is invalid"
+    assert response.json()["error"]["message"] == expected
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+@pytest.mark.parametrize(
+    "path", [*TOPUP_BODY_PATHS, "/api/v1/topups/orders/1/notification-email"], ids=lambda path: path.split("/")[4]
+)
+def test_hostile_json_bodies_on_topups(api, session, path, name):
+    """The corpus of hostile JSON against every top-up operation with a body (the id of the PATCH
+    is no order of this client: the body is refused first or the order is not found)."""
+    before = topup_state(api, session)
+    method = "PATCH" if path.endswith("notification-email") else "POST"
+    headers = {**bearer(session["access_token"]), "Content-Type": "application/json"}
+    response = api.request(method, path, content=HOSTILE_BODIES[name], headers=headers)
+    assert_refused(response)
+    assert topup_state(api, session) == before
+
+
+TOPUP_ID_PATHS = [
+    ("GET", "/api/v1/topups/products/{}", "product"),
+    ("GET", "/api/v1/topups/products/{}/variants", "product"),
+    ("GET", "/api/v1/topups/variants/{}", "variant"),
+    ("GET", "/api/v1/topups/orders/{}", "order"),
+    ("PATCH", "/api/v1/topups/orders/{}/notification-email", "order"),
+]
+
+
+@pytest.mark.parametrize("bad_id", [*BAD_IDS, "1e3", "4301%00", "4301.0", "0004301x"])
+@pytest.mark.parametrize(("method", "template", "thing"), TOPUP_ID_PATHS, ids=[p[1] for p in TOPUP_ID_PATHS])
+def test_hostile_topup_ids(api, session, method, template, thing, bad_id):
+    response = api.request(
+        method, template.format(bad_id), json={"email": "ops@example.com"}, headers=bearer(session["access_token"])
+    )
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == f"Invalid {thing} ID"
+
+
+@pytest.mark.parametrize(
+    "email", ["ops@example.com\n", "ops@example.com\ufeff", "\ufeffops@example.com", "ops@exa\x00mple.com"]
+)
+def test_hostile_notification_emails(api, session, email):
+    """The Email pattern is ECMA-262 (OpenAPI 3.0): `$` ends the text and `\\s` includes U+FEFF."""
+    placed = post_json(api, session, "/api/v1/topups/orders", order())
+    assert placed.status_code == 201, placed.text
+    path = f"/api/v1/topups/orders/{placed.json()['id']}/notification-email"
+    response = api.patch(path, json={"email": email}, headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "email is invalid"

@@ -1,9 +1,12 @@
 """Generated SDKs against a real server: the document a live `octopus-cards serve` serves at
 `GET /openapi.json` goes through two client generators, and each generated client drives
 login -> GET /api/v1/currencies -> GET /api/v1/products (a search, sorted by name) -> a quote ->
-an order of one code (synchronous: 201 DELIVERED) -> that order read back -> GET /api/v1/wallets
-(the debit) -> refresh -> logout (-> the logged-out token refused) over HTTP, against the demo
-catalogue and a client of its own with a funded USD wallet.
+an order of one code (synchronous: 201 DELIVERED) -> that order read back -> the top-ups: mobile
+products (a type filter and a search), a product's variants, the lookup of a mobile number, a quote,
+an order (201 PENDING: the server under test runs no background work, so it stays so), that order
+read back, its receipt address set -> GET /api/v1/wallets (both debits) -> refresh -> logout (-> the
+logged-out token refused) over HTTP, against the demo catalogue and a client of its own with a
+funded USD wallet.
 
 * Python: `openapi-python-client` (the `test` extra) writes a package into a temporary directory;
   the test imports it from there and calls its operation modules.
@@ -58,6 +61,15 @@ PRODUCTS, QUOTE, CREATE_ORDER, GET_ORDER = (
     "vouchers.get_order",
 )
 WALLETS = "wallets.list_wallets"
+TOPUP_PRODUCTS, TOPUP_VARIANTS, LOOKUP, TOPUP_QUOTE, TOPUP_CREATE_ORDER, TOPUP_GET_ORDER, TOPUP_EMAIL = (
+    "topups.list_products",
+    "topups.list_variants",
+    "topups.lookup",
+    "topups.quote_charges",
+    "topups.create_order",
+    "topups.get_order",
+    "topups.set_notification_email",
+)
 
 # What the flows ask for (flow.ts spells the same requests out) in the demo catalogue
 # (models/demo_catalogue.yaml), and what they must see.
@@ -111,6 +123,77 @@ ORDER_50 = {
     "email": None,
 }
 CARD_NUMBER = re.compile(r"MOCK-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}")
+# Top-ups: the mobile products whose name says "mobile", newest first (PUBG Mobile UC and Mobile
+# Legends are GAMING: the type filter was applied), AT&T's variants (a range, then a fixed one), the
+# lookup of a US number (AT&T first, the best guess), and a recharge of 10 with its 3 % discount.
+TOPUP_PRODUCT_QUERY = {"type": "MOBILE", "search": "mobile"}
+MOBILE_BY_NEWEST = [4307, 4302]
+USA = {"code": "USA", "name": "United States"}
+ATT_VARIANTS = [
+    {
+        "id": 90,
+        "name": "AT&T Airtime",
+        "category": "Airtime",
+        "currency_code": "USD",
+        "min_amount": 5,
+        "max_amount": 100,
+        "fixed_amounts": [],
+        "available_in": [USA],
+        "fields": {"delivery_time": "Instant"},
+    },
+    {
+        "id": 91,
+        "name": "AT&T 5 GB Data",
+        "category": "Data",
+        "currency_code": "USD",
+        "fixed_amounts": ["25"],
+        "available_in": [USA],
+        "fields": {"data": "5 GB", "validity_days": "30"},
+    },
+]
+MOBILE_NUMBER = "+12015550123"
+ATT_CANDIDATE = {"product_id": 4301, "name": "AT&T Prepaid Airtime", "country_code": "USA", "identified": True}
+TOPUP_REQUEST = {
+    "product_id": 4301,
+    "amount": 10,
+    "input_data": {"phone_number": MOBILE_NUMBER},
+    "client_reference": "SDK_FIRST_TOPUP",
+}
+TOPUP_QUOTE_10 = {
+    "non_discounted_total": 10,
+    "discount": 3,
+    "discount_amount": 0.3,
+    "total_amount": 9.7,
+    "gst_amount": 0,
+    "net_amount": 9.7,
+    "handling_fee_amount": 0,
+    "total_payable": 9.7,
+    "charges_details": {
+        "source_currency": "USD",
+        "destination_currency": "USD",
+        "forex_rate": None,
+        "conversion_fee": None,
+    },
+}
+TOPUP_ORDER_10 = {
+    "client_reference": "SDK_FIRST_TOPUP",
+    "product_id": 4301,
+    "product_name": "AT&T Prepaid Airtime",
+    "variant_name": "AT&T Airtime",
+    "country_code": "USA",
+    "amount": 10,
+    "currency": "USD",
+    "status": "PENDING",
+    "status_text": "Order submitted for fulfilment",
+    "failure_code": None,
+    "failure_reason": None,
+    "is_user_fixable": None,
+    "notification_email": None,
+    "completed_at": None,
+}
+NOTIFICATION_EMAIL = "ops@example.com"
+# What the wallet holds after both orders (cents: float subtraction is not exact).
+BALANCE = round(FUNDS - QUOTE_50["total_payable"] - TOPUP_QUOTE_10["total_payable"], 2)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -192,6 +275,21 @@ def check_order(created, fetched, wallet_id):
     assert fetched == created  # the same codes, read back
 
 
+def check_lookup(candidates):
+    """The operators of MOBILE_NUMBER: AT&T first and alone identified, the others not."""
+    assert candidates[0] == ATT_CANDIDATE
+    assert candidates[1:] and not any(item["identified"] for item in candidates[1:])
+    assert {item["country_code"] for item in candidates} == {"USA"}
+
+
+def check_topup_order(created, fetched, emailed):
+    """The 201 of the top-up order, the order read back and the answer to its receipt address."""
+    assert {name: created[name] for name in TOPUP_ORDER_10} == TOPUP_ORDER_10
+    assert isinstance(created["id"], int) and isinstance(created["transaction_id"], int)
+    assert fetched == created  # still PENDING, nothing changed
+    assert emailed == {**created, "notification_email": NOTIFICATION_EMAIL}
+
+
 def run_tool(args, *, cwd, timeout, env=None, what):
     started = time.monotonic()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
@@ -256,6 +354,12 @@ def body_model(module):
     return typing.get_type_hints(module.sync_detailed)["body"]
 
 
+def enum_parameter(module, name):
+    """The generated enum class of an operation's optional parameter (`<Enum> | Unset`)."""
+    hint = typing.get_type_hints(module.sync_detailed)[name]
+    return next(arg for arg in typing.get_args(hint) if isinstance(arg, type) and issubclass(arg, enum.Enum))
+
+
 def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, currencies):
     sdk = python_sdk
     login, refresh, logout = (operation_module(sdk, "auth", op) for op in (LOGIN, REFRESH, LOGOUT))
@@ -264,6 +368,10 @@ def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, curr
         operation_module(sdk, "vouchers", op) for op in (PRODUCTS, QUOTE, CREATE_ORDER, GET_ORDER)
     )
     list_wallets = operation_module(sdk, "wallets", WALLETS)
+    topup_operations = (TOPUP_PRODUCTS, TOPUP_VARIANTS, LOOKUP, TOPUP_QUOTE, TOPUP_CREATE_ORDER, TOPUP_GET_ORDER)
+    topup_products, topup_variants, lookup, topup_quote, topup_create_order, topup_get_order, topup_email = (
+        operation_module(sdk, "topups", op) for op in (*topup_operations, TOPUP_EMAIL)
+    )
     key, secret, wallet_id = provision(server)
     # trust_env=False: the generated client must talk to 127.0.0.1, never to a proxy.
     options = {"base_url": server.base_url, "raise_on_unexpected_status": True, "httpx_args": {"trust_env": False}}
@@ -308,11 +416,45 @@ def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, curr
         assert fetched.status_code == 200, fetched.content
         check_order(order.to_dict(), fetched.parsed.to_dict(), wallet_id)
 
+        mobile_type = enum_parameter(topup_products, "type_")(TOPUP_PRODUCT_QUERY["type"])
+        mobiles = topup_products.sync_detailed(
+            client=authenticated, type_=mobile_type, search=TOPUP_PRODUCT_QUERY["search"]
+        )
+        assert mobiles.status_code == 200, mobiles.content
+        assert [item.id for item in mobiles.parsed] == MOBILE_BY_NEWEST
+        assert {item.topup_type for item in mobiles.parsed} == {mobile_type}
+        assert mobiles.headers["X-Total-Count"] == "2"
+
+        variants = topup_variants.sync_detailed(TOPUP_REQUEST["product_id"], client=authenticated)
+        assert variants.status_code == 200, variants.content
+        assert [item.to_dict() for item in variants.parsed] == ATT_VARIANTS
+
+        looked_up = lookup.sync_detailed(client=authenticated, body=body_model(lookup)(mobile_number=MOBILE_NUMBER))
+        assert looked_up.status_code == 200, looked_up.content
+        check_lookup([item.to_dict() for item in looked_up.parsed])
+
+        amount = {name: TOPUP_REQUEST[name] for name in ("product_id", "amount")}
+        topup_quoted = topup_quote.sync_detailed(client=authenticated, body=body_model(topup_quote).from_dict(amount))
+        assert topup_quoted.status_code == 200, topup_quoted.content
+        assert topup_quoted.parsed.to_dict() == TOPUP_QUOTE_10
+
+        topup_body = body_model(topup_create_order).from_dict({**TOPUP_REQUEST, "wallet_id": wallet_id})
+        topup_created = topup_create_order.sync_detailed(client=authenticated, body=topup_body)
+        assert topup_created.status_code == 201, topup_created.content
+        topup = topup_created.parsed
+        assert topup.status == "PENDING" and isinstance(topup.status, enum.Enum)
+        assert isinstance(topup.created_at, datetime) and topup.completed_at is None
+        topup_fetched = topup_get_order.sync_detailed(topup.id, client=authenticated)
+        assert topup_fetched.status_code == 200, topup_fetched.content
+        emailed = topup_email.sync_detailed(
+            topup.id, client=authenticated, body=body_model(topup_email)(email=NOTIFICATION_EMAIL)
+        )
+        assert emailed.status_code == 200, emailed.content
+        check_topup_order(topup.to_dict(), topup_fetched.parsed.to_dict(), emailed.parsed.to_dict())
+
         wallets = list_wallets.sync_detailed(client=authenticated, currency="USD")
         assert wallets.status_code == 200, wallets.content
-        assert [item.to_dict() for item in wallets.parsed] == [
-            usd_wallet(wallet_id, currencies, FUNDS - QUOTE_50["total_payable"])
-        ]
+        assert [item.to_dict() for item in wallets.parsed] == [usd_wallet(wallet_id, currencies, BALANCE)]
 
     with sdk.Client(**options) as anonymous:
         refreshed = refresh.sync_detailed(client=anonymous, body=body_model(refresh)(refresh_token=first.refresh_token))
@@ -352,6 +494,13 @@ import {
   authLogout,
   authRefresh,
   referenceListCurrencies,
+  topupsCreateOrder,
+  topupsGetOrder,
+  topupsListProducts,
+  topupsListVariants,
+  topupsLookup,
+  topupsQuoteCharges,
+  topupsSetNotificationEmail,
   vouchersCreateOrder,
   vouchersGetOrder,
   vouchersListProducts,
@@ -417,6 +566,42 @@ async function main(): Promise<void> {
   const fetched = await vouchersGetOrder({ auth: first.access_token, path: { order_id: created.data.id } });
   check(fetched.response.status === 200 && fetched.data, `order read back: ${fetched.response.status}`);
 
+  // Top-ups (TOPUP_PRODUCT_QUERY, TOPUP_REQUEST).
+  const mobiles = await topupsListProducts({ auth: first.access_token, query: { type: 'MOBILE', search: 'mobile' } });
+  check(mobiles.response.status === 200 && mobiles.data, `top-up products: ${mobiles.response.status}`);
+
+  const variants = await topupsListVariants({ auth: first.access_token, path: { product_id: 4301 } });
+  check(variants.response.status === 200 && variants.data, `variants: ${variants.response.status}`);
+
+  const lookup = await topupsLookup({ auth: first.access_token, body: { mobile_number: '+12015550123' } });
+  check(lookup.response.status === 200 && lookup.data, `lookup: ${lookup.response.status}`);
+
+  const recharge = { product_id: lookup.data[0].product_id, amount: 10 };
+  const topupQuote = await topupsQuoteCharges({ auth: first.access_token, body: recharge });
+  check(topupQuote.response.status === 200 && topupQuote.data, `top-up charges: ${topupQuote.response.status}`);
+
+  const topupCreated = await topupsCreateOrder({
+    auth: first.access_token,
+    body: {
+      ...recharge,
+      input_data: { phone_number: '+12015550123' },
+      wallet_id: Number(OCTOPUS_WALLET_ID),
+      client_reference: 'SDK_FIRST_TOPUP',
+    },
+  });
+  check(topupCreated.response.status === 201 && topupCreated.data, `top-up order: ${topupCreated.response.status}`);
+
+  const topupId = { order_id: topupCreated.data.id };
+  const topupFetched = await topupsGetOrder({ auth: first.access_token, path: topupId });
+  check(topupFetched.response.status === 200 && topupFetched.data, `top-up read back: ${topupFetched.response.status}`);
+
+  const emailed = await topupsSetNotificationEmail({
+    auth: first.access_token,
+    path: topupId,
+    body: { email: 'ops@example.com' },
+  });
+  check(emailed.response.status === 200 && emailed.data, `notification e-mail: ${emailed.response.status}`);
+
   const wallets = await walletsListWallets({ auth: first.access_token, query: { currency: 'USD' } });
   check(wallets.response.status === 200 && wallets.data, `wallets: ${wallets.response.status}`);
 
@@ -437,6 +622,13 @@ async function main(): Promise<void> {
     quote: quote.data,
     created: created.data,
     fetched: fetched.data,
+    topupProducts: { totalCount: mobiles.response.headers.get('X-Total-Count'), data: mobiles.data },
+    topupVariants: variants.data,
+    lookup: lookup.data,
+    topupQuote: topupQuote.data,
+    topupCreated: topupCreated.data,
+    topupFetched: topupFetched.data,
+    topupEmailed: emailed.data,
     wallets: wallets.data,
     refresh: { status: refreshed.response.status, data: second },
     logout: { status: logout.response.status, body: logout.data },
@@ -524,7 +716,14 @@ def test_typescript_sdk_drives_login_to_an_order_and_logout(served_document, ser
     assert products["data"][-1] == AMAZON_USD and products["totalCount"] == "3"
     assert seen["quote"] == QUOTE_50
     check_order(seen["created"], seen["fetched"], wallet_id)
-    assert seen["wallets"] == [usd_wallet(wallet_id, currencies, FUNDS - QUOTE_50["total_payable"])]
+    mobiles = seen["topupProducts"]
+    assert [item["id"] for item in mobiles["data"]] == MOBILE_BY_NEWEST and mobiles["totalCount"] == "2"
+    assert {item["topup_type"] for item in mobiles["data"]} == {"MOBILE"}
+    assert seen["topupVariants"] == ATT_VARIANTS
+    check_lookup(seen["lookup"])
+    assert seen["topupQuote"] == TOPUP_QUOTE_10
+    check_topup_order(seen["topupCreated"], seen["topupFetched"], seen["topupEmailed"])
+    assert seen["wallets"] == [usd_wallet(wallet_id, currencies, BALANCE)]
     second = seen["refresh"]["data"]
     assert seen["refresh"]["status"] == 200 and second["client_id"] == first["client_id"]
     assert {second["access_token"], second["refresh_token"]}.isdisjoint({first["access_token"], first["refresh_token"]})
