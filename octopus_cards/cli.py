@@ -636,13 +636,10 @@ def run_worker(settings):
 
     from octopus_cards.http.runtime import Runtime
     from octopus_cards.openapi import load_spec
-    from octopus_cards.worker import work_forever
+    from octopus_cards.worker import work_until_stopped
 
     logging.getLogger("octopus_cards").info("worker started")
-    try:
-        anyio.run(work_forever, Runtime.build(settings, load_spec()))
-    except KeyboardInterrupt:
-        pass
+    anyio.run(work_until_stopped, Runtime.build(settings, load_spec()))
 
 
 def worker_app():

@@ -7,6 +7,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import signal
 import threading
 import time
 
@@ -172,6 +173,20 @@ async def work_forever(runtime):
     async with anyio.create_task_group() as tasks:
         for kind, (_, places) in LANES.items():
             tasks.start_soon(work_lane, runtime, kind, places)
+
+
+async def work_until_stopped(runtime):
+    """`octopus-cards worker`: work until SIGTERM or SIGINT, then claim nothing more and let the
+    jobs already running finish (a supplier call cut off would leave its job to wait for its lease
+    to expire, and another process to run it again)."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(work_forever, runtime)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for received in signals:
+                logger.info("worker stopping (%s): running jobs finish, no new ones start", received.name)
+                tasks.cancel_scope.cancel()
+                break
+    logger.info("worker stopped")
 
 
 class Lane:
