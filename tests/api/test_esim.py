@@ -17,14 +17,28 @@ import pytest
 
 from octopus_cards import models
 from octopus_cards.app import create_app
-from octopus_cards.models import Event, Transaction, Wallet, catalogue, esim_orders, products
+from octopus_cards.models import Transaction, Wallet, catalogue, esim_orders, products
 from octopus_cards.models.encoding import timestamp
 from octopus_cards.models.esim_orders import EsimOrder
 from octopus_cards.models.jobs import Job
-from octopus_cards.models.receipts import Receipt
 from octopus_cards.models.wallets import POSTPAID, active_currency
 
-from support.inprocess import TEST_PEER, bearer, make_settings
+from support.envelopes import UNSUPPORTED, error, invalid, not_found
+from support.inprocess import TEST_PEER, log_in, make_settings
+from support.orders import (
+    balance,
+    events,
+    fulfilment_job,
+    in_db,
+    ledger,
+    order_count,
+    parsed,
+    receipts,
+    sent_receipt,
+    settled,
+    until,
+    wallet_of,
+)
 
 D = Decimal
 # Offsets of the shop's products from its random id base; variant ids are base + 100 + 10 * offset + n.
@@ -97,11 +111,6 @@ def shop(migrated):
     }
 
 
-def log_in(http, key, secret):
-    token = http.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
-    return bearer(token)
-
-
 @pytest.fixture
 def buyer(shop, new_client):
     """A funded client (USD 1,000 and EUR 1,000) with the eSIM feature, logged in to the shop's app,
@@ -146,104 +155,11 @@ def detail(buyer, order_id):
     return http.get(f"/api/v1/esim/orders/{order_id}", headers=headers).json()
 
 
-def until(buyer, order_id, done, timeout=10.0):
-    """The order (read in detail) once `done(order)`, or as it is after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = detail(buyer, order_id)
-        if done(current) or time.monotonic() > deadline:
-            return current
-        time.sleep(0.05)
-
-
-def settled(buyer, order_id, timeout=10.0):
-    return until(buyer, order_id, lambda order: order["status"] != "PENDING", timeout)
-
-
-def in_db(function, *args, **kwargs):
-    with models.db.connection_context():
-        return function(*args, **kwargs)
-
-
-def wallet_of(client, currency="USD"):
-    with models.db.connection_context():
-        return Wallet.select().join(models.Currency).where(
-            (Wallet.client == client.id) & (models.Currency.currency == currency)
-        ).get()  # fmt: skip
-
-
-def balance(client, currency="USD"):
-    wallet = wallet_of(client, currency)
-    assert in_db(Wallet.balance_matches_ledger, wallet.id)
-    return wallet.amount
-
-
-def ledger(order_id, transaction_type=None):
-    """The transactions of an eSIM order."""
-    with models.db.connection_context():
-        query = Transaction.select().where((Transaction.order_vertical == "esim") & (Transaction.order_id == order_id))
-        if transaction_type is not None:
-            query = query.where(Transaction.transaction_type == transaction_type)
-        return list(query.order_by(Transaction.id))
-
-
-def events(client):
-    with models.db.connection_context():
-        return [
-            json.loads(e.body)
-            for e in Event.select().where(Event.client == client.id).order_by(Event.created_at, Event.id)
-        ]
-
-
-def receipts(order_id):
-    with models.db.connection_context():
-        return list(Receipt.select().where((Receipt.vertical == "esim") & (Receipt.order_id == order_id)))
-
-
-def sent_receipt(order_id, timeout=10.0):
-    """The order's one receipt once the background work has handled it (recorded `skipped`: no SMTP)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = receipts(order_id)
-        if (rows and rows[0].status != "pending") or time.monotonic() > deadline:
-            assert len(rows) == 1
-            return rows[0]
-        time.sleep(0.05)
-
-
-def fulfilment_job(order_id):
-    return in_db(Job.get, (Job.kind == EsimOrder.JOB_KIND) & (Job.subject_id == order_id))
-
-
-def order_count(client):
-    return in_db(EsimOrder.select().where(EsimOrder.client == client.id).count)
-
-
 def parked(client, shop, offset=JAPAN, amount="4.5", reference=None):
     """An order placed through the models, its fulfilment due only in an hour: it stays PENDING."""
     supplier = types.SimpleNamespace(background_delay=3600)
     order = in_db(esim_orders.place, client.id, shop["base"] + offset, D(amount), supplier, reference=reference)
     return order.id
-
-
-def error(message, code="BAD_REQUEST", name="BadRequestError"):
-    return {"error": {"name": name, "code": code, "message": message}}
-
-
-def invalid(message):
-    return error(message, "VALIDATION_FAILURE", "ValidationException")
-
-
-def not_found(thing):
-    return error(f"{thing} not found", "NOT_FOUND", "NotFoundError")
-
-
-UNSUPPORTED = error("Content-Type must be application/json", "UNSUPPORTED_MEDIA_TYPE", "UnsupportedMediaTypeError")
-
-
-def parsed(stamp):
-    assert stamp is not None and stamp.endswith("Z") and len(stamp) == 20, stamp
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
 
 
 def japan_variants(base, discounts=(5, 0, 4.5)):
@@ -545,7 +461,7 @@ def test_a_create_is_delivered_before_the_answer(buyer, shop):
     assert abs((parsed(created["created_at"]) - now).total_seconds()) < 10
     assert detail(buyer, created["id"]) == created  # the codes, read back
     # The debit is the order's transaction (6.2).
-    (debit,) = ledger(created["id"])
+    (debit,) = ledger("esim", created["id"])
     assert (debit.id, debit.transaction_type, debit.amount) == (created["transaction_id"], "DEBIT", JAPAN_PRICE)
     shown = http.get(f"/api/v1/transactions/{created['transaction_id']}", headers=headers).json()
     usd = wallet_of(client)
@@ -576,15 +492,15 @@ def test_any_integer_quantity_is_one_esim(buyer, shop, quantity):
     assert response.status_code == 200, response.text
     created = response.json()
     assert (created["status"], created["amount"], "quantity" in created) == ("DELIVERED", 4.5, False)
-    assert [(t.transaction_type, t.amount) for t in ledger(created["id"])] == [("DEBIT", JAPAN_PRICE)]
-    assert balance(client) == 1000 - JAPAN_PRICE and order_count(client) == 1
+    assert [(t.transaction_type, t.amount) for t in ledger("esim", created["id"])] == [("DEBIT", JAPAN_PRICE)]
+    assert balance(client) == 1000 - JAPAN_PRICE and order_count("esim", client) == 1
 
 
 @pytest.mark.parametrize("quantity", [1.5, "2", None, True, [1]])
 def test_a_quantity_that_is_not_an_integer_is_invalid(buyer, shop, quantity):
     response = create(buyer, shop, quantity=quantity)
     assert (response.status_code, response.json()) == (400, invalid("quantity is invalid"))
-    assert order_count(buyer[0]) == 0 and balance(buyer[0]) == 1000
+    assert order_count("esim", buyer[0]) == 0 and balance(buyer[0]) == 1000
 
 
 def test_the_lowest_id_among_variants_of_one_price_is_ordered(buyer, shop):
@@ -593,7 +509,7 @@ def test_the_lowest_id_among_variants_of_one_price_is_ordered(buyer, shop):
     assert (created["status"], created["product_name"], created["country_code"]) == (
         "DELIVERED", f"World eSIM {shop['tag']}", "GLO")  # fmt: skip
     assert (created["data_amount_gb"], created["validity_days"], created["amount"]) == (1, 5, 5)  # "World 1GB"
-    assert [t.amount for t in ledger(created["id"])] == [D("4.95")] and balance(client) == 1000 - D("4.95")
+    assert [t.amount for t in ledger("esim", created["id"])] == [D("4.95")] and balance(client) == 1000 - D("4.95")
     mini = create(buyer, shop, GLOBAL, 1).json()
     assert (mini["data_amount_gb"], mini["validity_days"]) == (0.5, 1)
 
@@ -636,22 +552,22 @@ def test_an_order_that_does_not_deliver_is_answered_so_and_refunded_once(
         "failure_code": failure[0], "failure_reason": failure[1], "is_user_fixable": failure[2],
         "notification_email": None, "activation_code": None, "iccid": None,
     }  # fmt: skip
-    debit, refund = ledger(created["id"])
+    debit, refund = ledger("esim", created["id"])
     assert (debit.transaction_type, debit.amount, debit.id) == ("DEBIT", SCENARIO_PRICE, created["transaction_id"])
     assert (refund.transaction_type, refund.amount, refund.wallet_id) == ("CREDIT", SCENARIO_PRICE, debit.wallet_id)
     shown = http.get(f"/api/v1/transactions/{refund.id}", headers=headers).json()
     assert shown["remarks"] == f"USD Wallet credited by amount 9.80 - Refund for eSIM Order #{created['id']}"
     assert balance(client) == 1000
     if offset == DOWN:  # 1 + len(OCTOPUS_FULFILMENT_RETRY_SCHEDULE) supplier calls (15.1, items 30, 46)
-        job = fulfilment_job(created["id"])
+        job = fulfilment_job("esim", created["id"])
         assert job.attempts == 4 and job.finished_at is not None
     time.sleep(0.3)  # another round of the worker changes nothing
     assert detail(buyer, created["id"]) == created
-    assert len(ledger(created["id"], "CREDIT")) == 1 and balance(client) == 1000
+    assert len(ledger("esim", created["id"], "CREDIT")) == 1 and balance(client) == 1000
     seen = events(client)
     assert sorted(e["type"] for e in seen) == ["wallet.credited"] * 3 + ["wallet.debited"]
     assert refund.id in [e["data"]["id"] for e in seen if e["type"] == "wallet.credited"]
-    assert receipts(created["id"]) == []  # no address, no receipt
+    assert receipts("esim", created["id"]) == []  # no address, no receipt
 
 
 def test_transient_failures_are_retried_within_the_deadline(buyer, shop):
@@ -659,9 +575,9 @@ def test_transient_failures_are_retried_within_the_deadline(buyer, shop):
     created = create(buyer, shop, FLAKY, 10).json()
     assert (created["status"], created["failure_code"], created["is_user_fixable"]) == ("DELIVERED", None, None)
     assert ACTIVATION_CODE.fullmatch(created["activation_code"]) and ICCID.fullmatch(created["iccid"])
-    job = fulfilment_job(created["id"])
+    job = fulfilment_job("esim", created["id"])
     assert job.attempts == 3 and job.finished_at is not None  # two transient failures, then the eSIM
-    assert [t.transaction_type for t in ledger(created["id"])] == ["DEBIT"]
+    assert [t.transaction_type for t in ledger("esim", created["id"])] == ["DEBIT"]
     assert balance(client) == 1000 - SCENARIO_PRICE
 
 
@@ -678,17 +594,17 @@ def test_a_slow_supplier_is_answered_pending_then_delivered_with_its_receipt(buy
     assert (created["status"], created["status_text"]) == ("PENDING", "Order submitted for fulfilment")
     assert (created["activation_code"], created["iccid"], created["activation_status"]) == (None, None, None)
     assert (created["failure_code"], created["is_installed"]) == (None, False)
-    assert ledger(created["id"])[0].id == created["transaction_id"] and balance(client) == 1000 - SCENARIO_PRICE
+    assert ledger("esim", created["id"])[0].id == created["transaction_id"] and balance(client) == 1000 - SCENARIO_PRICE
     patched = http.patch(f"/api/v1/esim/orders/{created['id']}/notification-email",
                          json={"email": "buyer@example.com"}, headers=headers)  # fmt: skip
     assert patched.status_code == 200 and patched.json() == {**created, "notification_email": "buyer@example.com"}
-    assert receipts(created["id"]) == []  # not final yet
-    done = settled(buyer, created["id"])
+    assert receipts("esim", created["id"]) == []  # not final yet
+    done = settled(buyer, "esim", created["id"])
     assert done == {**created, "status": "DELIVERED", "status_text": "eSIM delivered",
                     "activation_status": "NOT_INSTALLED", "notification_email": "buyer@example.com",
                     "activation_code": done["activation_code"], "iccid": done["iccid"]}  # fmt: skip
     assert ACTIVATION_CODE.fullmatch(done["activation_code"]) and ICCID.fullmatch(done["iccid"])
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("esim", created["id"])
     assert (receipt.status, receipt.recipient, receipt.client_id) == ("skipped", "buyer@example.com", client.id)
     assert f"#{created['id']}" in receipt.subject and f"#{created['id']}" in receipt.text
     for secret in (done["activation_code"], done["iccid"], done["activation_code"].rsplit("$", 1)[1]):
@@ -730,7 +646,7 @@ def test_refused_creates_debit_nothing_and_create_nothing(buyer, shop, offset, a
     client, http, headers = buyer
     response = create(buyer, shop, offset, amount, **fields)
     assert (response.status_code, response.json()) == (status, expected)
-    assert balance(client) == 1000 and balance(client, "EUR") == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and balance(client, "EUR") == 1000 and order_count("esim", client) == 0
     assert http.get("/api/v1/esim/orders", headers=headers).headers["x-total-count"] == "0"
 
 
@@ -739,7 +655,7 @@ def test_refusals_of_rate_and_wallet(buyer, shop, other):
     usd = wallet_of(client).id
     assert create(buyer, shop, KRONA, 100, wallet_id=usd).json() == error("Currency conversion not available")
     assert create(buyer, shop, wallet_id=wallet_of(other[0]).id).json() == not_found("Wallet")
-    assert order_count(client) == 0 and balance(client) == 1000 and balance(other[0]) == 1000
+    assert order_count("esim", client) == 0 and balance(client) == 1000 and balance(other[0]) == 1000
 
 
 def test_bodies_that_are_not_an_order(buyer, shop):
@@ -753,7 +669,7 @@ def test_bodies_that_are_not_an_order(buyer, shop):
     assert http.post("/api/v1/esim/orders", content=b"{", headers=as_json).json() == error(
         "Invalid request body", "SYNTAX_ERROR", "SyntaxError")  # fmt: skip
     assert http.post("/api/v1/esim/orders", content=b"", headers=as_json).json() == invalid("Request body is required")
-    assert order_count(buyer[0]) == 0
+    assert order_count("esim", buyer[0]) == 0
     assert http.post("/api/v1/esim/orders", content=body, headers=as_json).status_code == 200
 
 
@@ -766,7 +682,7 @@ def test_an_insufficient_balance_writes_nothing(shop, new_client):
         response = http.post("/api/v1/esim/orders", json=body_of(shop, JAPAN, 16, client_reference="poor"),
                              headers=headers)  # fmt: skip
         assert (response.status_code, response.json()) == (400, error("Insufficient wallet balance"))
-        assert balance(client) == JAPAN_PRICE and order_count(client) == 0
+        assert balance(client) == JAPAN_PRICE and order_count("esim", client) == 0
         assert http.get("/api/v1/esim/orders", headers=headers).json() == []
         with models.db.connection_context():
             assert Transaction.select().join(Wallet).where(Wallet.client == client.id).count() == 1  # the funding
@@ -814,7 +730,7 @@ def test_the_duplicate_reference_is_the_first_business_rule(buyer, shop):
     assert create(buyer, shop, 999, 4.5, client_reference="used").json() == not_found("Product")
     assert create(buyer, shop, wallet_id=2147483647, client_reference="used").json() == not_found("Wallet")
     assert create(buyer, shop, amount=-1, client_reference="used").json() == invalid("amount is invalid")
-    assert order_count(client) == 1 and balance(client) == 1000
+    assert order_count("esim", client) == 1 and balance(client) == 1000
     assert detail(buyer, used["id"]) == used  # not replayed, not changed
 
 
@@ -843,7 +759,7 @@ def test_references_are_unique_per_client_and_compared_exactly(buyer, shop, othe
     assert create(theirs, shop, client_reference=reference).json()["client_reference"] == reference
     assert create(buyer, shop, client_reference=reference.upper()).status_code == 200
     assert create(buyer, shop, client_reference=reference).json() == error("Duplicate client_reference")
-    assert order_count(buyer[0]) == 2
+    assert order_count("esim", buyer[0]) == 2
 
 
 def test_concurrent_creates_with_one_new_reference(buyer, shop):
@@ -865,7 +781,7 @@ def test_concurrent_creates_with_one_new_reference(buyer, shop):
     assert all(r.json() == error("Duplicate client_reference") for r in answers if r.status_code == 400)
     (winner,) = [r.json() for r in answers if r.status_code == 200]
     assert winner["status"] == "DELIVERED" and winner["client_reference"] == "race"
-    assert balance(client) == 1000 - JAPAN_PRICE and order_count(client) == 1
+    assert balance(client) == 1000 - JAPAN_PRICE and order_count("esim", client) == 1
     with models.db.connection_context():
         debits = Transaction.select().join(Wallet).where(
             (Wallet.client == client.id) & (Transaction.transaction_type == "DEBIT")).count()  # fmt: skip
@@ -893,7 +809,7 @@ def test_concurrent_orders_never_overdraw_the_wallet(shop, new_client):
     assert sorted(r.status_code for r in answers) == [200] * 5 + [400] * 15
     assert all(r.json() == error("Insufficient wallet balance") for r in answers if r.status_code == 400)
     assert {r.json()["status"] for r in answers if r.status_code == 200} == {"DELIVERED"}
-    assert balance(client) == 0 and order_count(client) == 5
+    assert balance(client) == 0 and order_count("esim", client) == 5
 
 
 def test_a_free_order_debits_nothing(buyer, shop):
@@ -904,7 +820,7 @@ def test_a_free_order_debits_nothing(buyer, shop):
     assert charges(buyer, shop, FAILS, 10).json()["total_payable"] == 0
     created = create(buyer, shop, FAILS, 10).json()
     assert (created["status"], created["amount"], created["transaction_id"]) == ("FAILED", 10, None)
-    assert ledger(created["id"]) == [] and balance(client) == 1000
+    assert ledger("esim", created["id"]) == [] and balance(client) == 1000
 
 
 # -- lists and detail (8.5) -------------------------------------------------------------------------
@@ -992,7 +908,7 @@ def test_the_install_state_follows_the_supplier(buyer, shop):
     assert detail(buyer, first["id"]) == first  # right after: not installed, the code there
     delivered_at = in_db(EsimOrder.get_by_id, first["id"]).delivered_at
     installed = timestamp(delivered_at + datetime.timedelta(seconds=2))
-    active = until(buyer, first["id"], lambda order: order["is_installed"], timeout=6)
+    active = until(buyer, "esim", first["id"], lambda order: order["is_installed"], timeout=6)
     assert active == {**first, "activation_status": "ACTIVE", "is_installed": True, "installed_at": installed,
                       "activated_at": installed, "activation_code": None}  # fmt: skip
     assert active["iccid"] == first["iccid"]
@@ -1000,9 +916,9 @@ def test_the_install_state_follows_the_supplier(buyer, shop):
     assert (items[first["id"]]["activation_status"], items[first["id"]]["is_installed"]) == ("ACTIVE", True)
     # The list does not ask the supplier: the second is as last stored.
     assert (items[second["id"]]["activation_status"], items[second["id"]]["is_installed"]) == ("NOT_INSTALLED", False)
-    second_installed = until(buyer, second["id"], lambda order: order["is_installed"], timeout=6)
+    second_installed = until(buyer, "esim", second["id"], lambda order: order["is_installed"], timeout=6)
     assert second_installed["activation_code"] is None and second_installed["iccid"] == second["iccid"]
-    expired = until(buyer, first["id"], lambda order: order["activation_status"] == "EXPIRED", timeout=6)
+    expired = until(buyer, "esim", first["id"], lambda order: order["activation_status"] == "EXPIRED", timeout=6)
     assert expired == {**active, "activation_status": "EXPIRED"}
     assert detail(buyer, plain["id"]) == plain  # without install_after: never installed
     assert plain["activation_status"] == "NOT_INSTALLED" and plain["activation_code"] is not None
@@ -1017,19 +933,19 @@ def test_the_install_state_follows_the_supplier(buyer, shop):
 def test_a_final_order_gets_its_receipt_at_once_and_only_one(buyer, shop):
     _, http, headers = buyer
     created = create(buyer, shop, FAILS, 10, client_reference="receipt-ref").json()
-    assert created["status"] == "FAILED" and receipts(created["id"]) == []
+    assert created["status"] == "FAILED" and receipts("esim", created["id"]) == []
     url = f"/api/v1/esim/orders/{created['id']}/notification-email"
     first = http.patch(url, json={"email": "first@example.com"}, headers=headers)
     assert first.status_code == 200 and first.json() == {**created, "notification_email": "first@example.com"}
-    assert [r.recipient for r in receipts(created["id"])] == ["first@example.com"]  # queued by the PATCH
+    assert [r.recipient for r in receipts("esim", created["id"])] == ["first@example.com"]  # queued by the PATCH
     second = http.patch(url, json={"email": "second@example.com"}, headers=headers)
     assert second.status_code == 200 and second.json()["notification_email"] == "second@example.com"
     assert detail(buyer, created["id"])["notification_email"] == "second@example.com"
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("esim", created["id"])
     assert (receipt.status, receipt.recipient) == ("skipped", "first@example.com")
     assert f"#{created['id']}" in receipt.text and "receipt-ref" in receipt.text
     assert "The device does not support eSIM" in receipt.text and "refund" in receipt.text.lower()
-    assert len(ledger(created["id"], "CREDIT")) == 1
+    assert len(ledger("esim", created["id"], "CREDIT")) == 1
 
 
 def test_a_delivered_orders_receipt_never_carries_the_codes(buyer, shop):
@@ -1039,7 +955,7 @@ def test_a_delivered_orders_receipt_never_carries_the_codes(buyer, shop):
                           json={"email": "codes@example.com"}, headers=headers)  # fmt: skip
     assert response.status_code == 200
     assert response.json() == {**created, "notification_email": "codes@example.com"}
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("esim", created["id"])
     assert receipt.recipient == "codes@example.com" and f"#{created['id']}" in receipt.subject
     for secret in (created["activation_code"], created["iccid"], created["activation_code"].rsplit("$", 1)[1]):
         assert secret not in receipt.text and secret not in receipt.subject
@@ -1072,7 +988,7 @@ def test_notification_email_errors(buyer, shop, other):
     assert http.patch(bad_id, content=b"x", headers=headers).json() == error("Invalid order ID")  # 6 before 7
     not_allowed = http.get(url, headers=headers)
     assert not_allowed.status_code == 405 and not_allowed.headers["allow"] == "PATCH"
-    assert detail(buyer, order_id)["notification_email"] is None and receipts(order_id) == []
+    assert detail(buyer, order_id)["notification_email"] is None and receipts("esim", order_id) == []
     accepted = http.patch(url, json={"email": "a" * 242 + "@example.com"}, headers=headers)  # 254 characters
     assert accepted.status_code == 200, accepted.text
 
@@ -1124,23 +1040,23 @@ def test_the_operator_cancels_a_pending_order_and_the_late_answer_is_discarded(b
     cancelled = http.get(url, headers=headers).json()
     assert cancelled == {**created, "status": "CANCELLED", "status_text": "Order cancelled",
                          "notification_email": "ops@example.com"}  # fmt: skip
-    assert [(t.transaction_type, t.amount) for t in ledger(created["id"])] == [
+    assert [(t.transaction_type, t.amount) for t in ledger("esim", created["id"])] == [
         ("DEBIT", SCENARIO_PRICE), ("CREDIT", SCENARIO_PRICE)]  # fmt: skip
     assert balance(client) == 1000
     # The supplier's late answer comes and goes: the job ends, the order stays as it is.
     deadline = time.monotonic() + 10
-    while fulfilment_job(created["id"]).finished_at is None and time.monotonic() < deadline:
+    while fulfilment_job("esim", created["id"]).finished_at is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert fulfilment_job(created["id"]).finished_at is not None
+    assert fulfilment_job("esim", created["id"]).finished_at is not None
     assert http.get(url, headers=headers).json() == cancelled
     assert in_db(EsimOrder.get_by_id, created["id"]).activation_code is None
-    assert len(ledger(created["id"], "CREDIT")) == 1 and balance(client) == 1000
-    receipt = sent_receipt(created["id"])
+    assert len(ledger("esim", created["id"], "CREDIT")) == 1 and balance(client) == 1000
+    receipt = sent_receipt("esim", created["id"])
     assert receipt.recipient == "ops@example.com" and "refund" in receipt.text.lower()
     # A second cancel is refused and changes nothing.
     code, out, err = cli("order", "cancel", "esim", str(created["id"]))
     assert (code, out, err.count("\n")) == (2, "", 1) and str(created["id"]) in err
-    assert http.get(url, headers=headers).json() == cancelled and len(receipts(created["id"])) == 1
+    assert http.get(url, headers=headers).json() == cancelled and len(receipts("esim", created["id"])) == 1
 
 
 def test_the_operator_cannot_cancel_a_delivered_or_unknown_order(buyer, shop, cli):
@@ -1149,7 +1065,8 @@ def test_the_operator_cannot_cancel_a_delivered_or_unknown_order(buyer, shop, cl
     code, out, err = cli("order", "cancel", "esim", str(created["id"]))
     assert (code, out, err.count("\n")) == (2, "", 1) and str(created["id"]) in err
     assert detail(buyer, created["id"]) == created
-    assert [t.transaction_type for t in ledger(created["id"])] == ["DEBIT"] and balance(client) == 1000 - JAPAN_PRICE
+    assert [t.transaction_type for t in ledger("esim", created["id"])] == ["DEBIT"]
+    assert balance(client) == 1000 - JAPAN_PRICE
     code, out, err = cli("order", "cancel", "esim", "2147483647")
     assert (code, out, err.count("\n")) == (2, "", 1)
 
@@ -1183,4 +1100,4 @@ def test_the_esim_feature_is_needed_on_all_nine_operations(shop, new_client):
     response = http.post("/api/v1/esim/charges", json={"product_id": base + JAPAN}, headers=headers)
     assert response.json() == invalid("amount is required")
     assert http.get("/api/v1/esim/products?per_page=0", headers=headers).json() == invalid("per_page is invalid")
-    assert balance(client) == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and order_count("esim", client) == 0

@@ -12,10 +12,12 @@ import pytest
 
 from octopus_cards import models
 from octopus_cards.app import create_app
-from octopus_cards.models import Event, Transaction, Wallet, catalogue, products
+from octopus_cards.models import Transaction, Wallet, catalogue, products
 from octopus_cards.models.products import VoucherProduct
 
-from support.inprocess import TEST_PEER, bearer, make_settings
+from support.envelopes import error
+from support.inprocess import TEST_PEER, bearer, log_in, make_settings
+from support.orders import balance, events, settled
 
 CODE = re.compile(r"MOCK-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}")
 
@@ -57,42 +59,13 @@ def buyer(shop, new_client):
         for code in ("USD", "EUR"):
             Wallet.open_funded(client.id, code, 1000, "test")
     with shop["app"].test_client(client=TEST_PEER) as http:
-        token = http.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
-        yield client, http, bearer(token)
+        yield client, http, log_in(http, key, secret)
 
 
 def order(buyer, shop, offset, quantity=1, denomination=10, **fields):
     _, http, headers = buyer
     body = {"product_id": shop["base"] + offset, "denomination": denomination, "quantity": quantity, **fields}
     return http.post("/api/v1/orders", json=body, headers=headers)
-
-
-def settled(buyer, order_id, timeout=10.0):
-    """The order once the background work has settled it."""
-    _, http, headers = buyer
-    deadline = time.monotonic() + timeout
-    while True:
-        current = http.get(f"/api/v1/orders/{order_id}", headers=headers).json()
-        if current["status"] != "PENDING" or time.monotonic() > deadline:
-            return current
-        time.sleep(0.1)
-
-
-def balance(client, currency="USD"):
-    with models.db.connection_context():
-        wallet = Wallet.select().join(models.Currency).where(
-            (Wallet.client == client.id) & (models.Currency.currency == currency)
-        ).get()  # fmt: skip
-        assert Wallet.balance_matches_ledger(wallet.id)
-        return wallet.amount
-
-
-def events(client):
-    with models.db.connection_context():
-        return [
-            json.loads(e.body)
-            for e in Event.select().where(Event.client == client.id).order_by(Event.created_at, Event.id)
-        ]
 
 
 def test_a_small_order_is_delivered_before_the_answer(buyer, shop):
@@ -127,7 +100,7 @@ def test_url_delivery_has_claim_links(buyer, shop):
 def test_a_large_order_is_fulfilled_in_the_background(buyer, shop):
     created = order(buyer, shop, 1, quantity=7).json()
     assert (created["status"], created["vouchers"], created["message"]) == ("PENDING", [], "Order is being processed")
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "vouchers", created["id"])
     assert done["status"] == "DELIVERED" and len(done["vouchers"]) == 7
     assert len({v["card_number"] for v in done["vouchers"]}) == 7
 
@@ -141,7 +114,7 @@ def test_a_large_order_is_fulfilled_in_the_background(buyer, shop):
 def test_scenarios_end_with_their_refund_and_event(buyer, shop, offset, quantity, status, delivered, refunded):
     client = buyer[0]
     created = order(buyer, shop, offset, quantity=quantity).json()
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "vouchers", created["id"])
     assert (done["status"], len(done["vouchers"])) == (status, delivered)
     with models.db.connection_context():
         refunds = list(Transaction.select().where(
@@ -159,13 +132,13 @@ def test_scenarios_end_with_their_refund_and_event(buyer, shop, offset, quantity
 def test_transient_failures_are_retried_then_delivered(buyer, shop):
     created = order(buyer, shop, 7).json()
     assert created["status"] == "PENDING"  # the first call failed for now: finished in the background
-    assert settled(buyer, created["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "vouchers", created["id"])["status"] == "DELIVERED"
 
 
 def test_a_spent_retry_budget_fails_the_order_with_a_refund(buyer, shop):
     client = buyer[0]
     created = order(buyer, shop, 10, quantity=2).json()
-    assert settled(buyer, created["id"])["status"] == "FAILED"
+    assert settled(buyer, "vouchers", created["id"])["status"] == "FAILED"
     assert balance(client) == 1000
 
 
@@ -173,7 +146,7 @@ def test_a_slow_supplier_is_answered_pending_then_delivered(buyer, shop):
     started = time.monotonic()
     created = order(buyer, shop, 8).json()
     assert created["status"] == "PENDING" and time.monotonic() - started < 1.4  # the 0.5 s deadline
-    assert settled(buyer, created["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "vouchers", created["id"])["status"] == "DELIVERED"
 
 
 def test_fx_orders_debit_the_wallet_currency(buyer, shop):
@@ -191,10 +164,6 @@ def test_tracked_stock_is_taken_and_then_refused(buyer, shop):
     assert refused.json()["error"]["message"] == "Insufficient stock"
     with models.db.connection_context():
         assert VoucherProduct.get_by_id(shop["base"] + 3).stock == 1
-
-
-def error(message, code="BAD_REQUEST", name="BadRequestError"):
-    return {"error": {"name": name, "code": code, "message": message}}
 
 
 @pytest.mark.parametrize(
@@ -258,7 +227,7 @@ def test_concurrent_creates_with_one_new_reference(buyer, shop):
 def test_lists_filters_and_visibility(buyer, shop, new_client, login):
     client, http, headers = buyer
     first = order(buyer, shop, 1, client_reference="list-1").json()
-    failed = settled(buyer, order(buyer, shop, 5).json()["id"])
+    failed = settled(buyer, "vouchers", order(buyer, shop, 5).json()["id"])
     listed = http.get("/api/v1/orders", headers=headers)
     assert [o["id"] for o in listed.json()] == [failed["id"], first["id"]]
     assert "vouchers" not in listed.json()[0] and listed.headers["x-total-count"] == "2"
@@ -298,10 +267,10 @@ def test_the_operators_list_show_and_cancel(buyer, shop, migrated, monkeypatch, 
     assert code == 0 and shown["vouchers"][0]["card_number"] is None and shown["vouchers"][0]["pin_code"] is None
     assert shown["vouchers"][0]["voucher_reference_number"] == f"VRN-{delivered['id']}-1"
     assert cli("order", "cancel", "vouchers", str(pending["id"]))[0] == 0
-    assert settled(buyer, pending["id"])["status"] == "CANCELLED"
+    assert settled(buyer, "vouchers", pending["id"])["status"] == "CANCELLED"
     assert balance(client) == 1000 - Decimal("9.75")  # the cancelled order's debit came back
     time.sleep(1.7)  # the slow supplier's late answer is discarded
-    assert settled(buyer, pending["id"])["status"] == "CANCELLED"
+    assert settled(buyer, "vouchers", pending["id"])["status"] == "CANCELLED"
     assert buyer[1].get(f"/api/v1/orders/{pending['id']}", headers=buyer[2]).json()["vouchers"] == []
     for argv, message in [
         (("order", "cancel", "vouchers", str(delivered["id"])), f"vouchers order {delivered['id']} is DELIVERED"),
@@ -345,7 +314,7 @@ def test_a_free_order_debits_nothing(buyer, shop):
     with models.db.connection_context():
         products.set_discount(client.id, "vouchers", shop["base"] + 5, Decimal(100))
     created = order(buyer, shop, 5, quantity=2).json()  # and it fails: nothing to refund either
-    assert (created["discount"], settled(buyer, created["id"])["status"]) == (20, "FAILED")
+    assert (created["discount"], settled(buyer, "vouchers", created["id"])["status"]) == (20, "FAILED")
     assert balance(client) == 1000
     with models.db.connection_context():
         assert (

@@ -14,12 +14,12 @@ import pytest
 
 from octopus_cards import models
 from octopus_cards.app import create_app
-from octopus_cards.models import Event, Transaction, Wallet, catalogue
+from octopus_cards.models import Transaction, Wallet, catalogue
 from octopus_cards.models.jobs import Job
-from octopus_cards.models.receipts import Receipt
-from octopus_cards.models.topup_orders import TopupOrder
 
-from support.inprocess import TEST_PEER, bearer, make_settings
+from support.envelopes import UNSUPPORTED, error, invalid, not_found
+from support.inprocess import TEST_PEER, log_in, make_settings
+from support.orders import balance, events, ledger, order_count, parsed, receipts, sent_receipt, settled
 
 # Offsets of the shop's products from its random id base.
 GAME, AIRTIME, PLAIN, FAIL_CUSTOM, FAIL_DEFAULT, CANCELS, FLAKY, DOWN, SEK, INACTIVE = range(1, 11)
@@ -82,11 +82,6 @@ def shop(migrated):
     }
 
 
-def log_in(http, key, secret):
-    token = http.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
-    return bearer(token)
-
-
 @pytest.fixture
 def buyer(shop, new_client):
     """A funded client (USD 1,000 and EUR 1,000) with the top-up and voucher features, logged in to
@@ -130,86 +125,6 @@ def voucher_order(http, headers, shop, **fields):
     return http.post("/api/v1/orders", json=body, headers=headers)
 
 
-def settled(buyer, order_id, timeout=10.0):
-    """The order once the background work has settled it."""
-    _, http, headers = buyer
-    deadline = time.monotonic() + timeout
-    while True:
-        current = http.get(f"/api/v1/topups/orders/{order_id}", headers=headers).json()
-        if current["status"] != "PENDING" or time.monotonic() > deadline:
-            return current
-        time.sleep(0.05)
-
-
-def balance(client, currency="USD"):
-    with models.db.connection_context():
-        wallet = Wallet.select().join(models.Currency).where(
-            (Wallet.client == client.id) & (models.Currency.currency == currency)
-        ).get()  # fmt: skip
-        assert Wallet.balance_matches_ledger(wallet.id)
-        return wallet.amount
-
-
-def ledger(order_id, transaction_type=None):
-    """The transactions of a top-up order."""
-    with models.db.connection_context():
-        query = Transaction.select().where(
-            (Transaction.order_vertical == "topups") & (Transaction.order_id == order_id)
-        )
-        if transaction_type is not None:
-            query = query.where(Transaction.transaction_type == transaction_type)
-        return list(query.order_by(Transaction.id))
-
-
-def events(client):
-    with models.db.connection_context():
-        return [
-            json.loads(e.body)
-            for e in Event.select().where(Event.client == client.id).order_by(Event.created_at, Event.id)
-        ]
-
-
-def receipts(order_id):
-    with models.db.connection_context():
-        return list(Receipt.select().where((Receipt.vertical == "topups") & (Receipt.order_id == order_id)))
-
-
-def sent_receipt(order_id, timeout=10.0):
-    """The order's one receipt once the background work has handled it (recorded `skipped`: no SMTP)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = receipts(order_id)
-        if (rows and rows[0].status != "pending") or time.monotonic() > deadline:
-            assert len(rows) == 1
-            return rows[0]
-        time.sleep(0.05)
-
-
-def order_count(client):
-    with models.db.connection_context():
-        return TopupOrder.select().where(TopupOrder.client == client.id).count()
-
-
-def error(message, code="BAD_REQUEST", name="BadRequestError"):
-    return {"error": {"name": name, "code": code, "message": message}}
-
-
-UNSUPPORTED = error("Content-Type must be application/json", "UNSUPPORTED_MEDIA_TYPE", "UnsupportedMediaTypeError")
-
-
-def invalid(message):
-    return error(message, "VALIDATION_FAILURE", "ValidationException")
-
-
-def not_found(thing):
-    return error(f"{thing} not found", "NOT_FOUND", "NotFoundError")
-
-
-def parsed(stamp):
-    assert stamp is not None and stamp.endswith("Z") and len(stamp) == 20, stamp
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
-
-
 # -- create -----------------------------------------------------------------------------------------
 
 
@@ -234,7 +149,7 @@ def test_a_create_is_pending_with_its_debit_as_quoted(buyer, shop):
         abs(parsed(created["created_at"]) - datetime.datetime.now(datetime.UTC).replace(tzinfo=None)).total_seconds()
         < 10
     )
-    (debit,) = ledger(created["id"])
+    (debit,) = ledger("topups", created["id"])
     assert (debit.id, debit.transaction_type, debit.amount) == (created["transaction_id"], "DEBIT", GAME_PRICE)
     assert balance(client) == 1000 - GAME_PRICE
 
@@ -274,7 +189,7 @@ def test_an_fx_order_debits_the_wallet_currency(buyer, shop):
     assert shown["conversion_charges"] == 0
     assert balance(client, "EUR") == 1000 - Decimal("4.5219")
     assert balance(client, "USD") == 1000
-    assert settled(buyer, created["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "topups", created["id"])["status"] == "DELIVERED"
     assert balance(client, "EUR") == 1000 - Decimal("4.5219")
 
 
@@ -298,11 +213,11 @@ def test_the_amount_and_category_select_the_variant(buyer, shop, offset, amount,
 def test_a_delivered_order(buyer, shop):
     client = buyer[0]
     created = create(buyer, shop).json()
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "topups", created["id"])
     assert done == {**created, "status": "DELIVERED", "status_text": "Top-up delivered",
                     "completed_at": done["completed_at"]}  # fmt: skip
     assert parsed(done["completed_at"]) >= parsed(done["created_at"])
-    assert [t.transaction_type for t in ledger(created["id"])] == ["DEBIT"]
+    assert [t.transaction_type for t in ledger("topups", created["id"])] == ["DEBIT"]
     assert balance(client) == 1000 - GAME_PRICE
     # Two fundings and the debit; no order.* or topup.* event (9.2).
     assert sorted(e["type"] for e in events(client)) == ["wallet.credited", "wallet.credited", "wallet.debited"]
@@ -323,19 +238,19 @@ def test_an_order_that_does_not_deliver_is_refunded_once(buyer, shop, offset, st
     created = create(buyer, shop, offset, 10).json()
     assert created["status"] == "PENDING"
     assert balance(client) == 1000 - RANGE_PRICE
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "topups", created["id"])
     assert done == {
         **created, "status": status, "status_text": status_text, "failure_code": failure[0],
         "failure_reason": failure[1], "is_user_fixable": failure[2], "completed_at": done["completed_at"],
     }  # fmt: skip
     parsed(done["completed_at"])
-    debit, refund = ledger(created["id"])
+    debit, refund = ledger("topups", created["id"])
     assert (debit.transaction_type, debit.amount, debit.id) == ("DEBIT", RANGE_PRICE, created["transaction_id"])
     assert (refund.transaction_type, refund.amount, refund.wallet_id) == ("CREDIT", RANGE_PRICE, debit.wallet_id)
     assert balance(client) == 1000
     time.sleep(0.3)  # another round of the worker changes nothing
-    assert settled(buyer, created["id"]) == done
-    assert len(ledger(created["id"], "CREDIT")) == 1 and balance(client) == 1000
+    assert settled(buyer, "topups", created["id"]) == done
+    assert len(ledger("topups", created["id"], "CREDIT")) == 1 and balance(client) == 1000
     seen = events(client)
     assert sorted(e["type"] for e in seen) == ["wallet.credited"] * 3 + ["wallet.debited"]
     assert [e["data"]["id"] for e in seen if e["type"] == "wallet.debited"] == [debit.id]
@@ -346,8 +261,8 @@ def test_the_refund_transaction_is_the_contracts(buyer, shop):
     """6.2: `{CUR} Wallet credited by amount {AMOUNT} - Refund for Topup Order #{order_id}`."""
     client, http, headers = buyer
     created = create(buyer, shop, FAIL_CUSTOM, 10).json()
-    settled(buyer, created["id"])
-    (refund,) = ledger(created["id"], "CREDIT")
+    settled(buyer, "topups", created["id"])
+    (refund,) = ledger("topups", created["id"], "CREDIT")
     shown = http.get(f"/api/v1/transactions/{refund.id}", headers=headers).json()
     assert (shown["amount"], shown["transaction_type"], shown["status"]) == (9.8, "CREDIT", "COMPLETED")
     assert shown["remarks"] == f"USD Wallet credited by amount 9.80 - Refund for Topup Order #{created['id']}"
@@ -359,12 +274,12 @@ def test_transient_failures_are_retried_then_delivered(buyer, shop):
     client = buyer[0]
     created = create(buyer, shop, FLAKY, 10).json()
     assert created["status"] == "PENDING"
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "topups", created["id"])
     assert (done["status"], done["failure_code"], done["is_user_fixable"]) == ("DELIVERED", None, None)
     with models.db.connection_context():
         job = Job.get((Job.kind == "topup_order") & (Job.subject_id == created["id"]))
     assert job.attempts == 3 and job.finished_at is not None  # two transient failures, then the delivery
-    assert balance(client) == 1000 - RANGE_PRICE and len(ledger(created["id"])) == 1
+    assert balance(client) == 1000 - RANGE_PRICE and len(ledger("topups", created["id"])) == 1
 
 
 def test_the_fulfilment_delay_keeps_a_new_order_pending(buyer, shop):
@@ -377,7 +292,7 @@ def test_the_fulfilment_delay_keeps_a_new_order_pending(buyer, shop):
     assert created["status"] == "PENDING"
     time.sleep(0.5)
     assert http.get(f"/api/v1/topups/orders/{created['id']}", headers=headers).json() == created
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "topups", created["id"])
     assert done["status"] == "DELIVERED" and time.monotonic() - started >= 1.5
 
 
@@ -415,7 +330,7 @@ def test_input_data_rules(buyer, shop, offset, input_data, message):
         body["input_data"] = input_data
     response = buyer[1].post("/api/v1/topups/orders", json=body, headers=buyer[2])
     assert (response.status_code, response.json()) == (400, invalid(message))
-    assert balance(client) == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and order_count("topups", client) == 0
 
 
 @pytest.mark.parametrize("input_data", [None, "x", "", [], ["player_id"], 1, True])
@@ -437,7 +352,7 @@ def test_accepted_input_data(buyer, shop, offset, input_data):
         body["input_data"] = input_data
     response = buyer[1].post("/api/v1/topups/orders", json=body, headers=buyer[2])
     assert response.status_code == 201, response.text
-    assert settled(buyer, response.json()["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "topups", response.json()["id"])["status"] == "DELIVERED"
 
 
 # -- errors -------------------------------------------------------------------------------------------
@@ -463,7 +378,7 @@ def test_refused_creates_debit_nothing_and_create_nothing(buyer, shop, offset, a
     client, http, headers = buyer
     response = create(buyer, shop, offset, amount, **fields)
     assert (response.status_code, response.json()) == (status, expected)
-    assert balance(client) == 1000 and balance(client, "EUR") == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and balance(client, "EUR") == 1000 and order_count("topups", client) == 0
     assert http.get("/api/v1/topups/orders", headers=headers).headers["x-total-count"] == "0"
 
 
@@ -471,7 +386,7 @@ def test_another_clients_wallet_is_not_found(buyer, shop, other):
     with models.db.connection_context():
         theirs = Wallet.get(Wallet.client == other[0].id).id
     assert create(buyer, shop, wallet_id=theirs).json() == not_found("Wallet")
-    assert balance(other[0]) == 1000 and order_count(buyer[0]) == 0
+    assert balance(other[0]) == 1000 and order_count("topups", buyer[0]) == 0
 
 
 def test_no_exchange_rate_is_refused(buyer, shop):
@@ -480,7 +395,7 @@ def test_no_exchange_rate_is_refused(buyer, shop):
         usd = Wallet.select().join(models.Currency).where(
             (Wallet.client == client.id) & (models.Currency.currency == "USD")).get().id  # fmt: skip
     assert create(buyer, shop, SEK, 10, wallet_id=usd).json() == error("Currency conversion not available")
-    assert balance(client) == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and order_count("topups", client) == 0
 
 
 def test_an_insufficient_balance_writes_nothing(shop, new_client):
@@ -492,7 +407,7 @@ def test_an_insufficient_balance_writes_nothing(shop, new_client):
         response = http.post("/api/v1/topups/orders", json=body_of(shop, GAME, 10, client_reference="poor"),
                              headers=headers)  # fmt: skip
         assert (response.status_code, response.json()) == (400, error("Insufficient wallet balance"))
-        assert balance(client) == Decimal("9.79") and order_count(client) == 0
+        assert balance(client) == Decimal("9.79") and order_count("topups", client) == 0
         assert http.get("/api/v1/topups/orders", headers=headers).json() == []
         # 9.79 pays for a 9.99 top-up at 2 %: 9.7902 -> no; 9.98 -> 9.7804 -> yes.
         assert http.post("/api/v1/topups/orders", json=body_of(shop, GAME, 9.99), headers=headers).json() == error(
@@ -536,7 +451,7 @@ def test_schema_violations(buyer, shop, change, message):
             body[key] = value
     response = http.post("/api/v1/topups/orders", json=body, headers=headers)
     assert (response.status_code, response.json()) == (400, invalid(message))
-    assert balance(client) == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and order_count("topups", client) == 0
 
 
 def test_bodies_that_are_not_an_order(buyer, shop):
@@ -568,7 +483,7 @@ def test_the_topups_feature_is_needed(shop, new_client):
     assert http.get("/api/v1/topups/orders/1", headers=headers).json() == feature
     assert http.patch("/api/v1/topups/orders/1/notification-email", json={"email": "a@b.example"},
                       headers=headers).json() == feature  # fmt: skip
-    assert balance(client) == 1000 and order_count(client) == 0
+    assert balance(client) == 1000 and order_count("topups", client) == 0
 
 
 # -- the order of checks (1.10, 11, 15.1 item 41) -----------------------------------------------------
@@ -583,7 +498,7 @@ def test_the_order_of_checks(buyer, shop):
     assert create(buyer, shop, GAME, input_data=None, wallet_id=2147483647).json() == not_found("Wallet")
     # The reference is used by a top-up order that failed and was refunded.
     used = create(buyer, shop, FAIL_CUSTOM, 10, client_reference="used").json()
-    assert settled(buyer, used["id"])["status"] == "FAILED"
+    assert settled(buyer, "topups", used["id"])["status"] == "FAILED"
     # input_data before the duplicate reference; the duplicate before every other business rule.
     assert create(buyer, shop, input_data={}, client_reference="used").json() == invalid(
         "input_data.player_id is required")  # fmt: skip
@@ -597,7 +512,7 @@ def test_the_order_of_checks(buyer, shop):
         usd = Wallet.select().join(models.Currency).where(
             (Wallet.client == client.id) & (models.Currency.currency == "USD")).get().id  # fmt: skip
     assert create(buyer, shop, SEK, 10, wallet_id=usd, client_reference="used").json() == duplicate
-    assert order_count(client) == 1 and balance(client) == 1000
+    assert order_count("topups", client) == 1 and balance(client) == 1000
 
 
 def test_the_variant_is_selected_before_the_wallet(shop, new_client):
@@ -640,16 +555,16 @@ def test_a_used_reference_is_refused_whatever_the_first_orders_status(buyer, sho
     cancelled = create(buyer, shop, CANCELS, 10, client_reference="ref-cancelled").json()
     delivered = create(buyer, shop, client_reference="ref-delivered").json()
     pending = create(buyer, shop, via="parked", client_reference="ref-pending").json()
-    assert settled(buyer, failed["id"])["status"] == "FAILED"
-    assert settled(buyer, cancelled["id"])["status"] == "CANCELLED"
-    assert settled(buyer, delivered["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "topups", failed["id"])["status"] == "FAILED"
+    assert settled(buyer, "topups", cancelled["id"])["status"] == "CANCELLED"
+    assert settled(buyer, "topups", delivered["id"])["status"] == "DELIVERED"
     paid = 1000 - 2 * GAME_PRICE
     assert balance(client) == paid
     for reference in ("ref-failed", "ref-cancelled", "ref-delivered", "ref-pending"):
         response = create(buyer, shop, client_reference=reference)
         assert (response.status_code, response.json()) == (400, error("Duplicate client_reference")), reference
-    assert balance(client) == paid and order_count(client) == 4
-    assert settled(buyer, failed["id"])["client_reference"] == "ref-failed"  # not replayed, not changed
+    assert balance(client) == paid and order_count("topups", client) == 4
+    assert settled(buyer, "topups", failed["id"])["client_reference"] == "ref-failed"  # not replayed, not changed
     assert buyer[1].get(f"/api/v1/topups/orders/{pending['id']}", headers=buyer[2]).json() == pending
 
 
@@ -684,13 +599,13 @@ def test_concurrent_creates_with_one_new_reference(buyer, shop):
     assert sorted(r.status_code for r in answers) == [201] + [400] * 19
     assert all(r.json() == error("Duplicate client_reference") for r in answers if r.status_code == 400)
     (winner,) = [r.json() for r in answers if r.status_code == 201]
-    assert balance(client) == 1000 - GAME_PRICE and order_count(client) == 1
-    assert [t.transaction_type for t in ledger(winner["id"])] == ["DEBIT"]
+    assert balance(client) == 1000 - GAME_PRICE and order_count("topups", client) == 1
+    assert [t.transaction_type for t in ledger("topups", winner["id"])] == ["DEBIT"]
     with models.db.connection_context():
         debits = Transaction.select().join(Wallet).where(
             (Wallet.client == client.id) & (Transaction.transaction_type == "DEBIT")).count()  # fmt: skip
     assert debits == 1
-    assert settled(buyer, winner["id"])["status"] == "DELIVERED"
+    assert settled(buyer, "topups", winner["id"])["status"] == "DELIVERED"
 
 
 def test_concurrent_orders_never_overdraw_the_wallet(shop, new_client):
@@ -713,7 +628,7 @@ def test_concurrent_orders_never_overdraw_the_wallet(shop, new_client):
             thread.join()
     assert sorted(r.status_code for r in answers) == [201] * 5 + [400] * 15
     assert all(r.json() == error("Insufficient wallet balance") for r in answers if r.status_code == 400)
-    assert balance(client) == 0 and order_count(client) == 5
+    assert balance(client) == 0 and order_count("topups", client) == 5
 
 
 # -- lists and detail ---------------------------------------------------------------------------------
@@ -726,7 +641,7 @@ def test_lists_filters_and_pagination(buyer, shop, other):
     failed = create(buyer, shop, FAIL_CUSTOM, 10).json()
     cancelled = create(buyer, shop, CANCELS, 10).json()
     for created in (delivered, airtime, failed, cancelled):
-        settled(buyer, created["id"])
+        settled(buyer, "topups", created["id"])
     pending = create(buyer, shop, via="parked").json()
     ids = {name: o["id"] for name, o in [("a", delivered), ("b", airtime), ("c", failed), ("d", cancelled),
                                          ("e", pending)]}  # fmt: skip
@@ -820,10 +735,10 @@ def test_a_pending_orders_receipt_is_sent_when_it_settles(buyer, shop):
     assert response.status_code == 200
     assert response.json() == {**created, "notification_email": "buyer@example.com"}
     assert http.get(f"/api/v1/topups/orders/{created['id']}", headers=headers).json() == response.json()
-    assert receipts(created["id"]) == []  # not final yet
-    done = settled(buyer, created["id"])
+    assert receipts("topups", created["id"]) == []  # not final yet
+    done = settled(buyer, "topups", created["id"])
     assert (done["status"], done["notification_email"]) == ("DELIVERED", "buyer@example.com")
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("topups", created["id"])
     assert (receipt.status, receipt.recipient, receipt.client_id) == ("skipped", "buyer@example.com", buyer[0].id)
     assert f"#{created['id']}" in receipt.subject and f"#{created['id']}" in receipt.text
     assert "refund" not in receipt.text.lower()
@@ -832,20 +747,20 @@ def test_a_pending_orders_receipt_is_sent_when_it_settles(buyer, shop):
 def test_a_final_order_gets_its_receipt_at_once_and_only_one(buyer, shop):
     _, http, headers = buyer
     created = create(buyer, shop, FAIL_CUSTOM, 10).json()
-    assert settled(buyer, created["id"])["status"] == "FAILED"
-    assert receipts(created["id"]) == []  # no address, no receipt
+    assert settled(buyer, "topups", created["id"])["status"] == "FAILED"
+    assert receipts("topups", created["id"]) == []  # no address, no receipt
     url = f"/api/v1/topups/orders/{created['id']}/notification-email"
     first = http.patch(url, json={"email": "first@example.com"}, headers=headers)
     assert first.status_code == 200 and first.json()["notification_email"] == "first@example.com"
     assert first.json()["status"] == "FAILED"
-    queued = receipts(created["id"])  # queued by the PATCH itself
+    queued = receipts("topups", created["id"])  # queued by the PATCH itself
     assert [r.recipient for r in queued] == ["first@example.com"]
     second = http.patch(url, json={"email": "second@example.com"}, headers=headers)
     assert second.status_code == 200 and second.json()["notification_email"] == "second@example.com"
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("topups", created["id"])
     assert (receipt.status, receipt.recipient) == ("skipped", "first@example.com")
     assert f"#{created['id']}" in receipt.text and "refund" in receipt.text.lower()
-    assert len(ledger(created["id"], "CREDIT")) == 1
+    assert len(ledger("topups", created["id"], "CREDIT")) == 1
 
 
 def test_notification_email_errors(buyer, shop, other):
@@ -887,7 +802,7 @@ def test_the_operators_list_and_show(buyer, shop, cli):
     delivered = create(buyer, shop, client_reference="op-1").json()
     failed = create(buyer, shop, FAIL_CUSTOM, 10).json()
     for created in (delivered, failed):
-        settled(buyer, created["id"])
+        settled(buyer, "topups", created["id"])
     voucher = voucher_order(http, headers, shop).json()
 
     def row(order, status, reference=None):
@@ -932,29 +847,30 @@ def test_the_operator_cancels_a_pending_order(buyer, shop, cli):
     assert done == {**created, "status": "CANCELLED", "status_text": "Order cancelled",
                     "notification_email": "ops@example.com", "completed_at": done["completed_at"]}  # fmt: skip
     parsed(done["completed_at"])
-    assert [(t.transaction_type, t.amount) for t in ledger(created["id"])] == [("DEBIT", GAME_PRICE),
+    assert [(t.transaction_type, t.amount) for t in ledger("topups", created["id"])] == [("DEBIT", GAME_PRICE),
                                                                                ("CREDIT", GAME_PRICE)]  # fmt: skip
     assert balance(client) == 1000
-    (refund,) = ledger(created["id"], "CREDIT")
+    (refund,) = ledger("topups", created["id"], "CREDIT")
     assert refund.id in [e["data"]["id"] for e in events(client) if e["type"] == "wallet.credited"]
-    receipt = sent_receipt(created["id"])
+    receipt = sent_receipt("topups", created["id"])
     assert receipt.recipient == "ops@example.com" and "refund" in receipt.text.lower()
     # A second cancel is refused and changes nothing.
     code, out, err = cli("order", "cancel", "topups", str(created["id"]))
     assert (code, out, err.count("\n")) == (2, "", 1) and str(created["id"]) in err
     assert http.get(url, headers=headers).json() == done
-    assert len(ledger(created["id"], "CREDIT")) == 1 and balance(client) == 1000 and len(receipts(created["id"])) == 1
+    assert len(ledger("topups", created["id"], "CREDIT")) == 1 and balance(client) == 1000
+    assert len(receipts("topups", created["id"])) == 1
 
 
 def test_the_operator_cannot_cancel_a_final_or_unknown_order(buyer, shop, cli):
     client, http, headers = buyer
     created = create(buyer, shop).json()
-    done = settled(buyer, created["id"])
+    done = settled(buyer, "topups", created["id"])
     assert done["status"] == "DELIVERED"
     code, out, err = cli("order", "cancel", "topups", str(created["id"]))
     assert (code, out, err.count("\n")) == (2, "", 1) and str(created["id"]) in err
     assert http.get(f"/api/v1/topups/orders/{created['id']}", headers=headers).json() == done
-    assert [t.transaction_type for t in ledger(created["id"])] == ["DEBIT"]
+    assert [t.transaction_type for t in ledger("topups", created["id"])] == ["DEBIT"]
     assert balance(client) == 1000 - GAME_PRICE
     code, out, err = cli("order", "cancel", "topups", "2147483647")
     assert (code, out, err.count("\n")) == (2, "", 1)

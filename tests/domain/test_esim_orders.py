@@ -12,11 +12,13 @@ from decimal import Decimal
 import pytest
 
 from octopus_cards import models
-from octopus_cards.models import Client, Transaction, Wallet, catalogue, esim_orders
+from octopus_cards.models import catalogue, esim_orders
 from octopus_cards.models.base import utcnow
 from octopus_cards.models.esim_orders import WATCH_SCHEDULE, EsimOrder
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.suppliers import ACTIVE, EXPIRED, NOT_INSTALLED, MockSupplier, TransientSupplierError
+
+from support.orders import funded_client, in_db, ledger_entries
 
 D = Decimal
 PRICE = D("9.80")  # 10 less the variant's 2 %
@@ -63,15 +65,7 @@ def product_id(migrated):
 
 @pytest.fixture
 def client(migrated):
-    with models.db.connection_context():
-        created, _ = Client.provision(b"p" * 32, f"esim-{secrets.token_hex(3)}", features=("esim",))
-        Wallet.open_funded(created.id, "USD", 100, "test")
-    return created
-
-
-def in_db(function, *args, **kwargs):
-    with models.db.connection_context():
-        return function(*args, **kwargs)
+    return funded_client("esim")
 
 
 def place(client, product_id):
@@ -116,12 +110,6 @@ def rescheduled_in(job):
     return (job.run_after - utcnow()).total_seconds()
 
 
-def ledger(order_id):
-    with models.db.connection_context():
-        query = Transaction.select().where((Transaction.order_vertical == "esim") & (Transaction.order_id == order_id))
-        return [(t.transaction_type, t.amount) for t in query.order_by(Transaction.id)]
-
-
 # -- placing and delivering -------------------------------------------------------------------------
 
 
@@ -130,7 +118,7 @@ def test_a_placed_order_is_pending_with_its_debit_and_job(client, product_id):
     order = stored(order_id)
     assert (order.status, order.amount, order.total_payable, order.currency) == ("PENDING", D(10), PRICE, "USD")
     assert (order.activation_code, order.iccid, order.activation_status, order.delivered_at) == (None, None, None, None)
-    assert ledger(order_id) == [("DEBIT", PRICE)]
+    assert ledger_entries("esim", order_id) == [("DEBIT", PRICE)]
     job = job_of(EsimOrder.JOB_KIND, order_id)
     assert job.finished_at is None and job.run_after > job.created_at  # after the supplier's background delay
     assert in_db(Job.get_or_none, (Job.kind == esim_orders.WATCH_KIND) & (Job.subject_id == order_id)) is None
@@ -144,7 +132,7 @@ def test_a_delivery_stores_the_esim_and_starts_watching_it(delivered):
     job = job_of(esim_orders.WATCH_KIND, delivered)
     assert job.finished_at is None and job.locked_until is None
     assert job.run_after - order.delivered_at >= datetime.timedelta(seconds=WATCH_SCHEDULE[0])
-    assert ledger(delivered) == [("DEBIT", PRICE)]
+    assert ledger_entries("esim", delivered) == [("DEBIT", PRICE)]
 
 
 # -- the watch job ----------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ from decimal import Decimal
 import pytest
 
 from octopus_cards import models
-from octopus_cards.models import Client, Transaction, Wallet, catalogue, topup_orders
+from octopus_cards.models import catalogue, topup_orders
 from octopus_cards.models.exceptions import Refused
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.receipts import Receipt
 from octopus_cards.models.suppliers import SupplierRefused, TransientSupplierError
 from octopus_cards.models.topup_orders import TopupOrder
+
+from support.orders import balance, funded_client, in_db, ledger_entries
 
 D = Decimal
 PRICE = D("9.80")  # 10 less the variant's 2 %
@@ -61,10 +63,7 @@ def product_id(migrated):
 
 @pytest.fixture
 def client(migrated):
-    with models.db.connection_context():
-        created, _ = Client.provision(b"p" * 32, f"topups-{secrets.token_hex(3)}", features=("topups",))
-        Wallet.open_funded(created.id, "USD", 100, "test")
-    return created
+    return funded_client("topups")
 
 
 @pytest.fixture
@@ -80,11 +79,6 @@ def placed(*args):
 
 def set_address(client_id, order_id, email):
     return TopupOrder.set_notification_email(client_id, order_id, email).public()
-
-
-def in_db(function, *args, **kwargs):
-    with models.db.connection_context():
-        return function(*args, **kwargs)
 
 
 def stored(order_id):
@@ -107,26 +101,11 @@ def work(order_id, supplier, attempts=1, schedule=(0.0, 0.0)):
     return in_db(TopupOrder.work, job, supplier, schedule), in_db(Job.get_by_id, job.id)
 
 
-def ledger(order_id):
-    with models.db.connection_context():
-        query = Transaction.select().where(
-            (Transaction.order_vertical == "topups") & (Transaction.order_id == order_id)
-        )
-        return [(t.transaction_type, t.amount) for t in query.order_by(Transaction.id)]
-
-
-def balance(client):
-    with models.db.connection_context():
-        wallet = Wallet.get(Wallet.client == client.id)
-        assert Wallet.balance_matches_ledger(wallet.id)
-        return wallet.amount
-
-
 def test_a_placed_order_is_pending_with_its_debit_and_job(client, order_id):
     order = stored(order_id)
     assert (order.status, order.total_payable, order.completed_at, order.input_data) == (
         "PENDING", PRICE, None, {"player_id": "p-1"})  # fmt: skip
-    assert ledger(order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
     job = job_of(order_id)
     assert job.finished_at is None and job.run_after > job.created_at  # after the supplier's background delay
 
@@ -138,7 +117,7 @@ def test_a_refresh_that_hears_delivered_settles_it_without_refund(client, order_
     assert (shown["status"], shown["status_text"]) == ("DELIVERED", "Top-up delivered")
     assert (shown["failure_code"], shown["failure_reason"], shown["is_user_fixable"]) == (None, None, None)
     assert shown["completed_at"] is not None
-    assert ledger(order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
     # Its job then has nothing to do: the supplier is not asked again.
     late = FakeSupplier(raises=AssertionError("the supplier must not be called"))
     status, job = work(order_id, late)
@@ -151,16 +130,17 @@ def test_a_refresh_that_hears_a_refusal_fails_it_with_its_refund(client, order_i
     assert (shown["status"], shown["status_text"]) == ("FAILED", "Top-up failed")
     assert (shown["failure_code"], shown["failure_reason"], shown["is_user_fixable"]) == ("X", "Y", True)
     assert shown["completed_at"] is not None
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
     status, job = work(order_id, FakeSupplier())
     assert status is None and job.finished_at is not None
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and view(client, order_id) == shown
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)]
+    assert view(client, order_id) == shown
 
 
 def test_a_refresh_that_hears_a_cancel_cancels_it_with_its_refund(client, order_id):
     shown = view(client, order_id, FakeSupplier(raises=SupplierRefused("cancel")))
     assert (shown["status"], shown["status_text"], shown["failure_code"]) == ("CANCELLED", "Order cancelled", None)
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
 
 
 @pytest.mark.parametrize(
@@ -176,7 +156,7 @@ def test_a_refresh_without_a_final_word_changes_nothing(client, order_id, suppli
     before = view(client, order_id)
     assert view(client, order_id, supplier) == before
     assert before["status"] == "PENDING" and before["completed_at"] is None
-    assert ledger(order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE)] and balance(client) == 100 - PRICE
     assert job_of(order_id).finished_at is None
 
 
@@ -191,11 +171,11 @@ def test_a_late_answer_after_an_operators_cancel_changes_nothing(client, order_i
     in_db(TopupOrder.cancel, order_id)
     cancelled = view(client, order_id)
     assert (cancelled["status"], cancelled["completed_at"] is not None) == ("CANCELLED", True)
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
     status, job = work(order_id, FakeSupplier())
     assert status is None and job.finished_at is not None
     assert view(client, order_id) == cancelled
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
 
 
 @pytest.mark.parametrize(
@@ -217,7 +197,7 @@ def test_an_operators_cancel_wins_over_a_call_in_flight(client, order_id, answer
     assert status == "CANCELLED" and job.finished_at is not None
     shown = view(client, order_id)
     assert (shown["status"], shown["failure_code"], shown["is_user_fixable"]) == ("CANCELLED", None, None)
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
 
 
 def test_the_operator_cannot_cancel_a_final_or_unknown_order(client, order_id):
@@ -226,7 +206,7 @@ def test_the_operator_cannot_cancel_a_final_or_unknown_order(client, order_id):
         in_db(TopupOrder.cancel, order_id)
     with pytest.raises(Refused, match="no topups order with id 2147483647"):
         in_db(TopupOrder.cancel, 2147483647)
-    assert stored(order_id).status == "DELIVERED" and ledger(order_id) == [("DEBIT", PRICE)]
+    assert stored(order_id).status == "DELIVERED" and ledger_entries("topups", order_id) == [("DEBIT", PRICE)]
 
 
 def test_transient_failures_are_retried_until_the_budget_is_spent(client, order_id):
@@ -235,13 +215,13 @@ def test_transient_failures_are_retried_until_the_budget_is_spent(client, order_
     for attempt in (1, 2):
         status, job = work(order_id, supplier, attempts=attempt)
         assert status == "PENDING" and job.finished_at is None and job.last_error == "down"
-        assert stored(order_id).status == "PENDING" and ledger(order_id) == [("DEBIT", PRICE)]
+        assert stored(order_id).status == "PENDING" and ledger_entries("topups", order_id) == [("DEBIT", PRICE)]
     status, job = work(order_id, supplier, attempts=3)
     assert status == "FAILED" and job.finished_at is not None and supplier.top_up_calls == [1, 2, 3]
     order = stored(order_id)
     assert (order.failure_code, order.failure_reason, order.is_user_fixable) == (
         "SUPPLIER_UNAVAILABLE", "The supplier did not respond", False)  # fmt: skip
-    assert ledger(order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
+    assert ledger_entries("topups", order_id) == [("DEBIT", PRICE), ("CREDIT", PRICE)] and balance(client) == 100
 
 
 def test_concurrent_settles_settle_once(client, product_id):
@@ -265,7 +245,7 @@ def test_concurrent_settles_settle_once(client, product_id):
         winner = stored(order_id).status
         assert results[winner] is True
         expected = [("DEBIT", PRICE)] + ([("CREDIT", PRICE)] if winner == "FAILED" else [])
-        assert ledger(order_id) == expected
+        assert ledger_entries("topups", order_id) == expected
     balance(client)  # equal to its ledger
 
 

@@ -10,7 +10,6 @@ answered at once. Two configurations, one server at a time: a `patient` one (dea
 2 s job lease; the last test kills the hasty one with SIGKILL and restarts it. Each test has its
 own client and wallet. Every wait is bounded."""
 
-import json
 import os
 import re
 import secrets
@@ -22,16 +21,17 @@ import time
 import pytest
 
 from octopus_cards import models
-from octopus_cards.models import Client, Transaction, Wallet
+from octopus_cards.models import Client, Wallet
 from octopus_cards.models.esim_orders import WATCH_KIND, WATCH_SCHEDULE, EsimOrder
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.wallets import CREDIT
 
-from support.live_server import LiveServer, cli_json, run_cli
+from support.live_server import LiveServer, cli_json, import_new_products, run_cli
+from support.orders import ledger_of, supplier_calls
+from support.polling import WAIT, eventually
 
 pytestmark = pytest.mark.e2e
 
-WAIT = 30  # upper bound of any wait for background work
 PRICE, PAID = 5, 4.5  # the variant's price, and what it costs after its 10 % discount (15.1, item 43)
 DELAY = 2  # seconds the `slow` product's supplier call takes
 DEADLINES = {"patient": 8, "hasty": 0.5}  # OCTOPUS_ESIM_SYNC_DEADLINE of each configuration
@@ -90,10 +90,7 @@ def products(esim_env, tmp_path_factory):
         if mock is not None:
             entry["mock"] = mock
         entries.append(entry)
-    catalogue = tmp_path_factory.mktemp("esim-catalogue") / "esim.json"
-    catalogue.write_text(json.dumps({"esim": entries}))
-    imported = cli_json(esim_env, "catalog", "import", str(catalogue), "--json")
-    assert imported["esim"] == {"created": len(entries), "updated": 0}, imported
+    import_new_products(esim_env, tmp_path_factory.mktemp("esim-catalogue"), "esim", entries)
     return ids
 
 
@@ -133,18 +130,6 @@ def buyer(esim_env):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def eventually(check, what, timeout=WAIT, every=0.05):
-    """Poll `check()` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(every)
 
 
 class Buyer:
@@ -200,22 +185,6 @@ def operator_view(settings, order_id):
     return cli_json(settings, "order", "show", "esim", str(order_id), "--json")
 
 
-def supplier_calls(order_id):
-    """How many times the order's fulfilment job was claimed or held (one supplier call each)."""
-    with models.db.connection_context():
-        return Job.get((Job.kind == EsimOrder.JOB_KIND) & (Job.subject_id == order_id)).attempts
-
-
-def ledger_of(order_ids):
-    """{order id: sorted transaction types} of the orders' transactions, as the database records them."""
-    rows = {order_id: [] for order_id in order_ids}
-    with models.db.connection_context():
-        of_orders = (Transaction.order_vertical == "esim") & Transaction.order_id.in_(order_ids)
-        for row in Transaction.select().where(of_orders):
-            rows[row.order_id].append(row.transaction_type)
-    return {order_id: sorted(types) for order_id, types in rows.items()}
-
-
 def assert_delivered(order):
     assert (order["status"], order["status_text"]) == ("DELIVERED", "eSIM delivered"), order
     assert LPA.fullmatch(order["activation_code"]) and ICCID.fullmatch(order["iccid"]), order
@@ -227,7 +196,7 @@ def assert_delivered(order):
 def assert_ledger(me, order_ids, refunded):
     """Each order debited once (PAID), refunded once when `refunded`; balance equals the ledger."""
     types = ["CREDIT", "DEBIT"] if refunded else ["DEBIT"]
-    assert ledger_of(order_ids) == {order_id: types for order_id in order_ids}
+    assert ledger_of("esim", order_ids) == {order_id: types for order_id in order_ids}
     with models.db.connection_context():
         assert Wallet.balance_matches_ledger(me.wallet_id)
 
@@ -372,7 +341,7 @@ def test_a_refused_order_is_answered_with_its_refund(live, products, buyer, scen
     assert (order["activation_code"], order["iccid"], order["activation_status"]) == (None, None, None), order
     assert (order["is_installed"], order["installed_at"], order["activated_at"]) == (False, None, None), order
     assert taken < DEADLINES["patient"] - 2, f"answered after {taken:.2f} s: it waited for the deadline"
-    assert supplier_calls(order["id"]) == calls
+    assert supplier_calls("esim", order["id"]) == calls
     assert me.show(order["id"]) == order
     listed = me.get("/api/v1/esim/orders", status=status)
     assert listed == [{k: v for k, v in order.items() if k not in ("activation_code", "iccid")}], listed
@@ -457,7 +426,7 @@ def test_a_slow_supplier_past_the_deadline_is_answered_pending(live, products, b
     assert {k: v for k, v in final.items() if k in ("id", "created_at", "transaction_id", "amount")} == {
         k: v for k, v in order.items() if k in ("id", "created_at", "transaction_id", "amount")
     }
-    assert supplier_calls(order["id"]) == 1
+    assert supplier_calls("esim", order["id"]) == 1
     assert me.balance() == 100 - PAID
     assert_ledger(me, [order["id"]], refunded=False)
 
@@ -525,7 +494,7 @@ def test_kill_9_with_esim_calls_in_flight(live, products, buyer):
         return "PENDING" not in found.values() and found
 
     assert eventually(statuses, "every order settled after the restart", every=0.2) == dict.fromkeys(ids, "DELIVERED")
-    assert {supplier_calls(order_id) for order_id in ids} == {2}, "a held job was not taken over, or twice"
+    assert {supplier_calls("esim", order_id) for order_id in ids} == {2}, "a held job was not taken over, or twice"
     assert_ledger(me, ids, refunded=False)
     me.reconnect(server)
     codes = set()

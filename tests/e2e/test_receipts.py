@@ -13,28 +13,17 @@ from octopus_cards import models
 from octopus_cards.models.receipts import Receipt
 
 from support.live_server import LiveServer, cli_json
+from support.polling import eventually
 from support.receivers import MailReceiver
 
 pytestmark = pytest.mark.e2e
 
-WAIT = 30  # upper bound of any wait for the background work
 MAIL_FROM = "receipts@octopus.test"
 
 
 @pytest.fixture(scope="module")
 def shop_env(env):
     return dict(env, OCTOPUS_BACKGROUND="true", OCTOPUS_CATALOG="demo", OCTOPUS_WEBHOOK_RETRY_SCHEDULE="0.3,0.3")
-
-
-def eventually(check, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def receipts_of(order_ids):

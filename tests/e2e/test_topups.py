@@ -7,9 +7,6 @@ One server serves the module, with a short fulfilment retry schedule (0.2 s x 3:
 calls per order), short webhook retries and a 2 s job lease; the last test kills it with SIGKILL
 and restarts it. Each test has its own client and wallet. Every wait is bounded."""
 
-import hashlib
-import hmac
-import json
 import os
 import re
 import secrets
@@ -17,20 +14,20 @@ import signal
 import time
 
 import pytest
-from standardwebhooks import Webhook
 
 from octopus_cards import models
-from octopus_cards.models import Client, Event, Transaction, Wallet
+from octopus_cards.models import Client, Event, Wallet
 from octopus_cards.models.jobs import Job
 from octopus_cards.models.topup_orders import TopupOrder
 from octopus_cards.models.wallets import CREDIT
 
-from support.live_server import LiveServer, cli_json, run_cli
-from support.receivers import MailReceiver, WebhookReceiver
+from support.live_server import LiveServer, cli_json, import_new_products, run_cli
+from support.orders import ledger_of, supplier_calls
+from support.polling import WAIT, eventually
+from support.receivers import MailReceiver, WebhookReceiver, signed_event
 
 pytestmark = pytest.mark.e2e
 
-WAIT = 30  # upper bound of any wait for the background work
 AMOUNT = 5
 RETRY_SCHEDULE = "0.2,0.2,0.2"  # 1 + 3 supplier calls per order (15.1, item 30)
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -118,10 +115,7 @@ def products(topup_env, tmp_path_factory):
         if mock is not None:
             entry["mock"] = mock
         entries.append(entry)
-    catalogue = tmp_path_factory.mktemp("topup-catalogue") / "topups.json"
-    catalogue.write_text(json.dumps({"topups": entries}))
-    imported = cli_json(topup_env, "catalog", "import", str(catalogue), "--json")
-    assert imported["topups"] == {"created": len(entries), "updated": 0}, imported
+    import_new_products(topup_env, tmp_path_factory.mktemp("topup-catalogue"), "topups", entries)
     return ids
 
 
@@ -147,18 +141,6 @@ def buyer(server, topup_env):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def eventually(check, what, timeout=WAIT):
-    """Poll `check()` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 class Buyer:
@@ -220,43 +202,10 @@ class Buyer:
         return [t for t in listed if (m := ORDER_REF.search(t["remarks"])) and int(m.group(1)) == order_id]
 
 
-def supplier_calls(order_id):
-    """How many times the order's fulfilment job was claimed (one supplier call each)."""
-    with models.db.connection_context():
-        return Job.get((Job.kind == TopupOrder.JOB_KIND) & (Job.subject_id == order_id)).attempts
-
-
-def ledger_of(order_ids):
-    """{order id: sorted transaction types} of the orders' transactions, as the database records them."""
-    rows = {order_id: [] for order_id in order_ids}
-    with models.db.connection_context():
-        ours = (Transaction.order_vertical == "topups") & Transaction.order_id.in_(order_ids)
-        for row in Transaction.select().where(ours):
-            rows[row.order_id].append(row.transaction_type)
-    return {order_id: sorted(types) for order_id, types in rows.items()}
-
-
 def events_of(client_id):
     """{event id: type} of the events the database recorded for the client."""
     with models.db.connection_context():
         return {event.id: event.type for event in Event.select().where(Event.client == client_id)}
-
-
-def verified(headers, body, endpoint):
-    """The event of one webhook attempt, once its two signatures (9.1, 9.4) verify."""
-    event = json.loads(body)
-    assert headers["X-Webhook-ID"] == str(endpoint["id"])
-    assert headers["X-OCTOPUS-WEBHOOK-TOKEN"] == endpoint["secret"]
-    assert headers["X-Event-ID"] == headers["webhook-id"] == event["id"]
-    assert headers["X-Event-Type"] == event["type"]
-    assert Webhook(endpoint["secret"]).verify(body, headers) == event
-    plain = hmac.new(endpoint["secret"].encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["X-Signature"], plain)
-    return event
-
-
-def receipts_to(mail, address):
-    return [message for to, message in mail.messages if address in to]
 
 
 def address():
@@ -287,7 +236,7 @@ def test_a_scenario_ends_as_the_contract_says(server, products, buyer, scenario)
         "status": status, "status_text": text, "completed_at": order["completed_at"],
         "failure_code": code, "failure_reason": reason, "is_user_fixable": fixable,
     }  # fmt: skip
-    assert supplier_calls(order["id"]) == calls
+    assert supplier_calls("topups", order["id"]) == calls
     assert me.get("/api/v1/topups/orders", status=status) == [order]
 
     debit = me.get(f"/api/v1/transactions/{order['transaction_id']}")
@@ -333,7 +282,7 @@ def test_webhooks_carry_the_debit_and_the_refund_and_no_order_event(server, topu
     received = receiver.wait_for(path, 3)
     events = {}
     for headers, body in received:
-        event = verified(headers, body, endpoint)
+        event = signed_event(headers, body, endpoint)
         assert events.setdefault(event["id"], event) == event
     assert {event_id: event["type"] for event_id, event in events.items()} == recorded
     for event in events.values():
@@ -359,9 +308,9 @@ def place_with_receipt(me, product_id):
 
 
 def one_receipt(mail, to):
-    eventually(lambda: receipts_to(mail, to), f"a receipt to {to}")
+    eventually(lambda: mail.messages_to(to), f"a receipt to {to}")
     time.sleep(0.5)  # a second message would have arrived by now
-    (message,) = receipts_to(mail, to)
+    (message,) = mail.messages_to(to)
     assert message["To"] == to and message.get_content_type() == "text/plain"
     return message, message.get_content()
 
@@ -398,7 +347,7 @@ def test_operator_cancel_wins_over_a_call_in_flight(server, topup_env, products,
     me = buyer()
     placed, to = place_with_receipt(me, products["late"])
     order_id = placed["id"]
-    eventually(lambda: supplier_calls(order_id) == 1, "the supplier call started")
+    eventually(lambda: supplier_calls("topups", order_id) == 1, "the supplier call started")
     done = run_cli(topup_env, "order", "cancel", "topups", str(order_id))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"topups order {order_id}: CANCELLED, refunded"
@@ -415,7 +364,7 @@ def test_operator_cancel_wins_over_a_call_in_flight(server, topup_env, products,
     assert f"topups order {order_id} was settled meanwhile" in server.stderr  # discarded and logged
     assert me.show(order_id) == cancelled
     assert [t["transaction_type"] for t in me.transactions_of(order_id)] == ["CREDIT", "DEBIT"]
-    assert ledger_of([order_id]) == {order_id: ["CREDIT", "DEBIT"]}
+    assert ledger_of("topups", [order_id]) == {order_id: ["CREDIT", "DEBIT"]}
     assert me.balance() == 100
     with models.db.connection_context():
         assert Wallet.balance_matches_ledger(me.wallet_id)
@@ -456,7 +405,7 @@ def test_kill_9_of_the_server_with_topups_in_flight(server, products, buyer):
         time.sleep(0.2)
     expected = {"in_flight": ("DELIVERED", ["DEBIT"]), "in_flight_fail": ("FAILED", ["CREDIT", "DEBIT"])}
     assert statuses == {order_id: expected[kind][0] for order_id, kind in ids.items()}
-    assert ledger_of(list(ids)) == {order_id: expected[kind][1] for order_id, kind in ids.items()}
+    assert ledger_of("topups", list(ids)) == {order_id: expected[kind][1] for order_id, kind in ids.items()}
     with models.db.connection_context():
         assert Wallet.balance_matches_ledger(me.wallet_id)
     me.reconnect(server)

@@ -15,3 +15,9 @@ def make_settings(env, **overrides):
 
 def bearer(access_token):
     return {"Authorization": f"Bearer {access_token}"}
+
+
+def log_in(http, key, secret):
+    """The auth headers of the client `key` logged in through the in-process client `http`."""
+    token = http.post("/auth/login", json={"username": key, "password": secret}).json()["data"]["access_token"]
+    return bearer(token)

@@ -70,6 +70,15 @@ def cli_json(settings, *args, cwd=None):
     return json.loads(done.stdout)
 
 
+def import_new_products(settings, directory, kind, entries):
+    """`octopus-cards catalog import` of a file, written in `directory`, of `entries` of one kind
+    ("esim", "topups", ...); every entry must be created."""
+    catalogue = directory / f"{kind}.json"
+    catalogue.write_text(json.dumps({kind: entries}))
+    imported = cli_json(settings, "catalog", "import", str(catalogue), "--json")
+    assert imported[kind] == {"created": len(entries), "updated": 0}, imported
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))

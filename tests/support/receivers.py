@@ -1,15 +1,20 @@
 """Real receivers on 127.0.0.1 for what the server sends out: a webhook endpoint that records every
-request it gets and answers as scripted, and an SMTP server (aiosmtpd) that keeps every message."""
+request it gets and answers as scripted, and an SMTP server (aiosmtpd) that keeps every message;
+and the check of a webhook attempt's signatures."""
 
 import email
 import email.policy
+import hashlib
+import hmac
 import http.server
+import json
 import socket
 import socketserver
 import threading
 import time
 
 from aiosmtpd.controller import Controller
+from standardwebhooks import Webhook
 
 from support.live_server import free_port
 
@@ -133,6 +138,9 @@ class MailReceiver:
     def url(self):
         return f"smtp://{HOST}:{self.controller.port}"
 
+    def messages_to(self, address):
+        return [message for to, message in self.messages if address in to]
+
     def wait_for(self, count, timeout=30):
         deadline = time.monotonic() + timeout
         while len(self.messages) < count and time.monotonic() < deadline:
@@ -146,3 +154,19 @@ class MailReceiver:
 
     def __exit__(self, *exc):
         self.controller.stop()
+
+
+def signed_event(headers, body, endpoint, secret=None):
+    """The event of one webhook attempt to `endpoint` (as `webhook add --json` shows it), once its
+    ids, its token and its two signatures (9.1, 9.4) verify; `secret` the one to expect instead of
+    the endpoint's (after a rotation)."""
+    secret = secret or endpoint["secret"]
+    event = json.loads(body)
+    assert headers["X-Webhook-ID"] == str(endpoint["id"])
+    assert headers["X-OCTOPUS-WEBHOOK-TOKEN"] == secret
+    assert headers["X-Event-ID"] == headers["webhook-id"] == event["id"]
+    assert headers["X-Event-Type"] == event["type"]
+    assert Webhook(secret).verify(body, headers) == event
+    plain = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Signature"], plain)
+    return event
