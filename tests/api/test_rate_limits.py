@@ -51,6 +51,10 @@ def test_profiles():
         "refresh": 30,
         "orders": 120,
         "charges": 300,
+        "topup_orders": 120,
+        "topup_charges": 300,
+        "esim_orders": 120,
+        "esim_charges": 300,
         "default": 600,
     }
     production = Settings.from_env(
@@ -60,7 +64,17 @@ def test_profiles():
             "OCTOPUS_RATE_LIMIT_PROFILE": "production",
         }
     )
-    assert production.rate_limits == {"login": 10, "refresh": 20, "orders": 60, "charges": 120, "default": 300}
+    assert production.rate_limits == {
+        "login": 10,
+        "refresh": 20,
+        "orders": 60,
+        "charges": 120,
+        "topup_orders": 60,
+        "topup_charges": 120,
+        "esim_orders": 60,
+        "esim_charges": 120,
+        "default": 300,
+    }
 
 
 def test_failed_logins_count_and_the_limit_comes_before_the_secret(limited_app, new_client):
@@ -179,7 +193,8 @@ def test_each_order_and_charges_operation_has_its_own_bucket(migrated):
         ({"operationId": "a.b"}, "GET /x: a Bearer operation must declare x-octopus-rate-limit"),
         (
             {"operationId": "a.b", "x-octopus-rate-limit": "burst"},
-            "GET /x: x-octopus-rate-limit must be one of login, refresh, orders, charges, default",
+            "GET /x: x-octopus-rate-limit must be one of login, refresh, orders, charges, topup_orders,"
+            " topup_charges, esim_orders, esim_charges, default",
         ),
         (
             {"operationId": "a.b", "x-octopus-rate-limit": "default", "x-octopus-feature": "crypto"},
