@@ -152,10 +152,19 @@ def test_schemathesis_kit_passes(sandbox, bootstrap, tmp_path):
         "POST /api/v1/topups/charges", "POST /api/v1/topups/orders", "POST /api/v1/esim/charges",
         "POST /api/v1/esim/orders",
     }  # fmt: skip
+    # And the PATCHes of an order's receipt address take only an order of the fuzzer's own client:
+    # the ids it generates are mostly other clients' orders (404), unless a stateful scenario created
+    # one first, which a run may or may not do.
+    explained_missing = {
+        "PATCH /api/v1/topups/orders/{order_id}/notification-email",
+        "PATCH /api/v1/esim/orders/{order_id}/notification-email",
+    }
     unexpected = {
         kind: found
         for kind, found in report["warnings"].items()
-        if found and not (kind == "validation_mismatch" and set(found) <= explained)
+        if found
+        and not (kind == "validation_mismatch" and set(found) <= explained)
+        and not (kind == "missing_test_data" and set(found) <= explained_missing)
     }
     assert not unexpected, report["warnings"]
     # Logout was fuzzed with the live token and revoked it; the kit logged in again and went on.
