@@ -104,7 +104,7 @@ def session(app, settings):
     from octopus_cards.models import Client, catalogue
 
     with models.db.connection_context():
-        client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers", "topups"))
+        client, secret = Client.provision(settings.secret_pepper, "hostile-target", (), ("vouchers", "topups", "esim"))
         models.Wallet.open_funded(client.id, "USD", 1000, "hostile")  # so orders reach the database
         catalogue.import_catalogue(catalogue.demo_text())
     with app.test_client(client=TEST_PEER) as api:
@@ -679,14 +679,293 @@ def test_hostile_topup_ids(api, session, method, template, thing, bad_id):
     assert response.json()["error"]["message"] == f"Invalid {thing} ID"
 
 
-@pytest.mark.parametrize(
-    "email", ["ops@example.com\n", "ops@example.com\ufeff", "\ufeffops@example.com", "ops@exa\x00mple.com"]
-)
+HOSTILE_EMAILS = ["ops@example.com\n", "ops@example.com\ufeff", "\ufeffops@example.com", "ops@exa\x00mple.com"]
+
+
+@pytest.mark.parametrize("email", HOSTILE_EMAILS)
 def test_hostile_notification_emails(api, session, email):
     """The Email pattern is ECMA-262 (OpenAPI 3.0): `$` ends the text and `\\s` includes U+FEFF."""
     placed = post_json(api, session, "/api/v1/topups/orders", order())
     assert placed.status_code == 201, placed.text
     path = f"/api/v1/topups/orders/{placed.json()['id']}/notification-email"
+    response = api.patch(path, json={"email": email}, headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "email is invalid"
+
+
+# -- the eSIM endpoints: amounts, quantities, country codes, hostile JSON, ids ---------------------
+
+ESIM_CHARGES, ESIM_ORDERS = "/api/v1/esim/charges", "/api/v1/esim/orders"
+# Valid but for the part under attack: the Japan eSIM (USD) has a variant at 4.50 (Japan 1GB 7
+# days), 4.275 after its 5 % discount, and the session's client a USD wallet.
+ESIM_PRICE = "4.50"
+ESIM_DEBIT = 4.275
+
+
+def esim_body(*more, amount=ESIM_PRICE):
+    return members('"product_id": 712', f'"amount": {amount}', *more)
+
+
+def esim_state(api, session):
+    """What a refused eSIM order must not change: the client's eSIM orders and its wallets."""
+    headers = bearer(session["access_token"])
+    orders = api.get(ESIM_ORDERS, headers=headers)
+    wallets = api.get("/api/v1/wallets", headers=headers)
+    assert orders.status_code == wallets.status_code == 200, (orders.text, wallets.text)
+    return int(orders.headers["X-Total-Count"]), wallets.json()
+
+
+def usd_balance(state):
+    (wallet,) = state[1]  # the session's client has its USD wallet only
+    return wallet["amount"]
+
+
+def test_the_esim_corpus_is_refused_for_its_content_only(api, session):
+    """The control: the quote and the order the corpus below spoils, well-formed, are answered
+    (200, the order DELIVERED) and the order debits what was quoted."""
+    before = esim_state(api, session)
+    quoted = post_json(api, session, ESIM_CHARGES, esim_body())
+    assert quoted.status_code == 200, quoted.text
+    assert quoted.json()["total_payable"] == ESIM_DEBIT
+    placed = post_json(api, session, ESIM_ORDERS, esim_body())
+    assert placed.status_code == 200, placed.text
+    assert (placed.json()["status"], placed.json()["amount"]) == ("DELIVERED", 4.5)
+    after = esim_state(api, session)
+    assert after[0] == before[0] + 1
+    assert usd_balance(after) == round(usd_balance(before) - ESIM_DEBIT, 4)
+
+
+# Amounts a hair off the variant's price: no variant has them (or the currency cannot say them).
+ESIM_PRECISION_AMOUNTS = [
+    "4.5000000000000000001",
+    "4.49999999999999999999",
+    "4.50001",
+    "4.505",
+    "4.5" + "0" * 5000 + "1",
+    "450e-2000",
+    "4.5e-1",
+    "45",
+]
+
+
+@pytest.mark.parametrize("amount", HOSTILE_AMOUNTS + ESIM_PRECISION_AMOUNTS)
+@pytest.mark.parametrize("path", [ESIM_CHARGES, ESIM_ORDERS])
+def test_hostile_esim_amounts(api, session, path, amount):
+    """The amount selects the variant by its price (8.3): out of the schema's bounds, off the price
+    by any fraction, not a JSON number or not JSON at all, it is refused; nothing is ordered or
+    debited."""
+    before = esim_state(api, session)
+    response = post_json(api, session, path, esim_body(amount=amount))
+    assert_refused(response, 400)
+    refusals = ("amount is invalid", "amount is required", "Invalid amount", "Invalid request body")
+    assert response.json()["error"]["message"] in refusals
+    assert esim_state(api, session) == before
+
+
+@pytest.mark.parametrize("amount", ["4.5", "4.500000", "45e-1", "0.45E1", "450E-2"])
+def test_esim_amounts_spelt_otherwise_are_the_price(api, session, amount):
+    """The same number however it is written: the 4.50 variant's quote."""
+    response = post_json(api, session, ESIM_CHARGES, esim_body(amount=amount))
+    assert response.status_code == 200, response.text
+    assert (response.json()["non_discounted_total"], response.json()["total_payable"]) == (4.5, ESIM_DEBIT)
+
+
+# One eSIM per order (8.4): any JSON integer is accepted and becomes 1; anything else is invalid.
+INTEGER_QUANTITIES = ["1", "0", "-0", "-1", "2", str(2**31), str(2**63), str(10**30), str(-(10**30)), "9" * 400]
+NOT_INTEGER_QUANTITIES = [
+    "1.5",
+    "0.5",
+    "-1.5",
+    '"1"',
+    '""',
+    "true",
+    "false",
+    "null",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "[1]",
+    "{}",
+    '{"$gt": 0}',
+]
+
+
+@pytest.mark.parametrize("quantity", INTEGER_QUANTITIES)
+def test_any_integer_quantity_is_one_esim(api, session, quantity):
+    before = esim_state(api, session)
+    response = post_json(api, session, ESIM_ORDERS, esim_body(f'"quantity": {quantity}'))
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["amount"]) == ("DELIVERED", 4.5)
+    assert "quantity" not in response.json()
+    after = esim_state(api, session)
+    assert after[0] == before[0] + 1
+    assert usd_balance(after) == round(usd_balance(before) - ESIM_DEBIT, 4)  # one eSIM's price
+
+
+@pytest.mark.parametrize("quantity", NOT_INTEGER_QUANTITIES)
+def test_a_quantity_that_is_no_integer_orders_nothing(api, session, quantity):
+    before = esim_state(api, session)
+    response = post_json(api, session, ESIM_ORDERS, esim_body(f'"quantity": {quantity}'))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "quantity is invalid"
+    assert esim_state(api, session) == before
+
+
+HOSTILE_ESIM_BODIES = {
+    "product_id as a string": members('"product_id": "712"', f'"amount": {ESIM_PRICE}'),
+    "product_id as an operator": members('"product_id": {"$gt": 0}', f'"amount": {ESIM_PRICE}'),
+    "product_id as an array": members('"product_id": [712]', f'"amount": {ESIM_PRICE}'),
+    "product_id huge": members(f'"product_id": {10**30}', f'"amount": {ESIM_PRICE}'),
+    "product_id with a fraction": members('"product_id": 712.5', f'"amount": {ESIM_PRICE}'),
+    "product_id null": members('"product_id": null', f'"amount": {ESIM_PRICE}'),
+    "no product_id": members(f'"amount": {ESIM_PRICE}'),
+    "no amount": members('"product_id": 712'),
+    "product_id again": esim_body('"product_id": "again"'),
+    "wallet_id -1": esim_body('"wallet_id": -1'),
+    "wallet_id 1e30": esim_body('"wallet_id": 1e30'),
+    "wallet_id as a string": esim_body('"wallet_id": "1"'),
+    "client_reference non-ASCII": esim_body('"client_reference": "caf\\u00e9"'),
+    "client_reference with a NUL": esim_body('"client_reference": "a\\u0000b"'),
+    "client_reference emoji": esim_body('"client_reference": "\\ud83d\\udca9"'),
+    "client_reference lone surrogate": esim_body('"client_reference": "\\ud800"'),
+    "client_reference of 256": esim_body(f'"client_reference": "{"x" * 256}"'),
+    "client_reference empty": esim_body('"client_reference": ""'),
+    "client_reference as a number": esim_body('"client_reference": 5'),
+    "client_reference as an object": esim_body('"client_reference": {"$ne": null}'),
+    "nested 5000 deep": esim_body('"extra": ' + "[" * 5000 + "]" * 5000),
+    "nested 100000 deep": esim_body('"extra": ' + "[" * 100_000 + "]" * 100_000),
+    "array": f"[{esim_body()}]",
+    "string": '"order"',
+    "number": "712",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_ESIM_BODIES))
+@pytest.mark.parametrize("path", [ESIM_CHARGES, ESIM_ORDERS], ids=["charges", "orders"])
+def test_hostile_esim_bodies(api, session, path, name):
+    """Never a 5xx: refused in the envelope with nothing ordered or debited, or (a field the
+    operation does not read) answered."""
+    before = esim_state(api, session)
+    response = post_json(api, session, path, HOSTILE_ESIM_BODIES[name])
+    assert response.status_code < 500, response.text[:200]
+    if response.status_code >= 400:
+        assert_refused(response)
+        assert esim_state(api, session) == before
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+@pytest.mark.parametrize(
+    "path",
+    [ESIM_CHARGES, ESIM_ORDERS, f"{ESIM_ORDERS}/1/notification-email"],
+    ids=["charges", "orders", "notification-email"],
+)
+def test_hostile_json_bodies_on_esims(api, session, path, name):
+    """The corpus of hostile JSON against every eSIM operation with a body (the PATCH's body is
+    refused before its order is looked for)."""
+    before = esim_state(api, session)
+    method = "PATCH" if path.endswith("notification-email") else "POST"
+    headers = {**bearer(session["access_token"]), "Content-Type": "application/json"}
+    response = api.request(method, path, content=HOSTILE_BODIES[name], headers=headers)
+    assert_refused(response)
+    assert esim_state(api, session) == before
+
+
+# Country codes the list must refuse (`^[A-Z]{3}$`, ECMA-262: `$` ends the text), never read
+# leniently (case-folded, trimmed, NFKC-normalized) into a real country.
+HOSTILE_COUNTRY_CODES = [
+    "jpn",
+    "Jpn",
+    "JP",
+    "JPNX",
+    "J",
+    "JPN ",
+    " JPN",
+    "JPN\n",
+    "\nJPN",
+    "JPN\x00",
+    "J\x00N",
+    "ＪＰＮ",
+    "JP\u0130",
+    "JPN\u200b",
+    "JP1",
+    "123",
+    "J.N",
+    "%4A%50%4E",
+    "' OR '1'='1",
+    "JPN' --",
+    "[JPN]",
+    "{}",
+    "*",
+    "%",
+    "_PN",
+    "J" * 10_000,
+]
+
+
+@pytest.mark.parametrize("code", HOSTILE_COUNTRY_CODES, ids=repr)
+def test_hostile_esim_country_codes(api, session, code):
+    response = api.get("/api/v1/esim/products", params={"country_code": code}, headers=bearer(session["access_token"]))
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == "country_code is invalid"
+
+
+@pytest.mark.parametrize("code", ["ZZZ", "AAA", "NUL", "XXX", "JPM"])
+def test_well_formed_unknown_country_codes_are_an_empty_page(api, session, code):
+    response = api.get("/api/v1/esim/products", params={"country_code": code}, headers=bearer(session["access_token"]))
+    assert response.status_code == 200, response.text
+    assert (response.json(), response.headers["X-Total-Count"]) == ([], "0")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "country_code=JPN&country_code=USA",
+        "country_code=JPN&country_code=jpn",
+        "country_code=%ED%A0%80%ED%A0%80%ED%A0%80",
+        "country_code=%FF%FE%FD",
+        "country_code=JP%00",
+        "country_code=",
+        "country_code",
+        "country_code[]=JPN",
+        "country_code[$ne]=JPN",
+    ],
+)
+def test_hostile_esim_country_queries_never_fail_loudly(api, session, query):
+    """Repeated, undecodable, empty or bracketed: a page (one of the values, or no filter: an
+    unknown parameter) or `country_code is invalid`, never a 5xx."""
+    response = api.get(f"/api/v1/esim/products?{query}", headers=bearer(session["access_token"]))
+    assert response.status_code in (200, 400), response.text[:200]
+    if response.status_code == 400:
+        assert_refused(response, 400)
+        assert response.json()["error"]["message"] == "country_code is invalid"
+    else:
+        assert isinstance(response.json(), list)
+
+
+ESIM_ID_PATHS = [
+    ("GET", "/api/v1/esim/products/{}", "product"),
+    ("GET", "/api/v1/esim/products/{}/variants", "product"),
+    ("GET", "/api/v1/esim/variants/{}", "variant"),
+    ("GET", "/api/v1/esim/orders/{}", "order"),
+    ("PATCH", "/api/v1/esim/orders/{}/notification-email", "order"),
+]
+
+
+@pytest.mark.parametrize("bad_id", [*BAD_IDS, "1e3", "712%00", "712.0", "0000712x", "712 ", "%20712"])
+@pytest.mark.parametrize(("method", "template", "thing"), ESIM_ID_PATHS, ids=[p[1] for p in ESIM_ID_PATHS])
+def test_hostile_esim_ids(api, session, method, template, thing, bad_id):
+    response = api.request(
+        method, template.format(bad_id), json={"email": "ops@example.com"}, headers=bearer(session["access_token"])
+    )
+    assert_refused(response, 400)
+    assert response.json()["error"]["message"] == f"Invalid {thing} ID"
+
+
+@pytest.mark.parametrize("email", HOSTILE_EMAILS)
+def test_hostile_esim_notification_emails(api, session, email):
+    placed = post_json(api, session, ESIM_ORDERS, esim_body())
+    assert placed.status_code == 200, placed.text
+    path = f"{ESIM_ORDERS}/{placed.json()['id']}/notification-email"
     response = api.patch(path, json={"email": email}, headers=bearer(session["access_token"]))
     assert_refused(response, 400)
     assert response.json()["error"]["message"] == "email is invalid"

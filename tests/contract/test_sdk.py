@@ -4,9 +4,11 @@ login -> GET /api/v1/currencies -> GET /api/v1/products (a search, sorted by nam
 an order of one code (synchronous: 201 DELIVERED) -> that order read back -> the top-ups: mobile
 products (a type filter and a search), a product's variants, the lookup of a mobile number, a quote,
 an order (201 PENDING: the server under test runs no background work, so it stays so), that order
-read back, its receipt address set -> GET /api/v1/wallets (both debits) -> refresh -> logout (-> the
-logged-out token refused) over HTTP, against the demo catalogue and a client of its own with a
-funded USD wallet.
+read back, its receipt address set -> the eSIMs: a country's products, a product with its variants,
+a quote, an order (200 DELIVERED: the create waits for the supplier, which answers at once), that
+order read back, the list of orders, its receipt address set -> GET /api/v1/wallets (the three
+debits) -> refresh -> logout (-> the logged-out token refused) over HTTP, against the demo catalogue
+and a client of its own with a funded USD wallet.
 
 * Python: `openapi-python-client` (the `test` extra) writes a package into a temporary directory;
   the test imports it from there and calls its operation modules.
@@ -69,6 +71,15 @@ TOPUP_PRODUCTS, TOPUP_VARIANTS, LOOKUP, TOPUP_QUOTE, TOPUP_CREATE_ORDER, TOPUP_G
     "topups.create_order",
     "topups.get_order",
     "topups.set_notification_email",
+)
+ESIM_PRODUCTS, ESIM_PRODUCT, ESIM_QUOTE, ESIM_CREATE_ORDER, ESIM_GET_ORDER, ESIM_ORDERS, ESIM_EMAIL = (
+    "esim.list_products",
+    "esim.get_product",
+    "esim.quote_charges",
+    "esim.create_order",
+    "esim.get_order",
+    "esim.list_orders",
+    "esim.set_notification_email",
 )
 
 # What the flows ask for (flow.ts spells the same requests out) in the demo catalogue
@@ -192,8 +203,89 @@ TOPUP_ORDER_10 = {
     "completed_at": None,
 }
 NOTIFICATION_EMAIL = "ops@example.com"
-# What the wallet holds after both orders (cents: float subtraction is not exact).
-BALANCE = round(FUNDS - QUOTE_50["total_payable"] - TOPUP_QUOTE_10["total_payable"], 2)
+# eSIMs: Japan's products (one), product 712 with its variants by id, and its 1 GB plan, selected by
+# its price (4.50), quoted and ordered with its 5 % discount.
+ESIM_COUNTRY = "JPN"
+JAPAN_ESIM = {"id": 712, "name": "Japan eSIM", "country_code": "JPN", "currency_code": "USD", "image_url": None}
+JAPAN_VARIANTS = [
+    {
+        "id": 9001,
+        "esim_product_id": 712,
+        "name": "Japan 1GB 7 days",
+        "description": "1 GB for 7 days",
+        "currency_code": "USD",
+        "amount": 4.5,
+        "data_amount_gb": 1,
+        "validity_days": 7,
+        "client_discount": 5,
+    },
+    {
+        "id": 9002,
+        "esim_product_id": 712,
+        "name": "Japan 5GB 30 days",
+        "description": "5 GB for 30 days",
+        "currency_code": "USD",
+        "amount": 16,
+        "data_amount_gb": 5,
+        "validity_days": 30,
+        "client_discount": 5,
+    },
+    {
+        "id": 9003,
+        "esim_product_id": 712,
+        "name": "Japan Unlimited 15 days",
+        "description": "Unlimited data for 15 days",
+        "currency_code": "USD",
+        "amount": 29.9,
+        "data_amount_gb": 0,
+        "validity_days": 15,
+        "client_discount": 4.5,
+    },
+]
+ESIM_REQUEST = {"product_id": 712, "amount": 4.5, "client_reference": "SDK_FIRST_ESIM"}
+ESIM_QUOTE_450 = {
+    "non_discounted_total": 4.5,
+    "discount_amount": 0.225,
+    "total_amount": 4.275,
+    "discount": 5,
+    "gst_amount": 0,
+    "total_payable": 4.275,
+    "net_amount": 4.275,
+    "handling_fee_amount": 0,
+    "charges_details": {
+        "source_currency": "USD",
+        "destination_currency": "USD",
+        "forex_rate": None,
+        "conversion_fee": None,
+    },
+}
+ESIM_ORDER_450 = {
+    "client_reference": "SDK_FIRST_ESIM",
+    "status": "DELIVERED",
+    "status_text": "eSIM delivered",
+    "product_name": "Japan eSIM",
+    "country_code": "JPN",
+    "data_amount_gb": 1,
+    "validity_days": 7,
+    "amount": 4.5,
+    "currency": "USD",
+    "activation_status": "NOT_INSTALLED",
+    "is_installed": False,
+    "installed_at": None,
+    "activated_at": None,
+    "failure_code": None,
+    "failure_reason": None,
+    "is_user_fixable": None,
+    "notification_email": None,
+}
+ACTIVATION_CODE = re.compile(r"LPA:1\$smdp\.invalid\$[0-9A-F]{32}")
+ICCID = re.compile(r"89[0-9]{18}")
+ESIM_CODES = ("activation_code", "iccid")  # in an order read on its own, never in a list's items
+# What the wallet holds after the three orders (to 4 decimals: float subtraction is not exact, and
+# the eSIM's 4.275 has three).
+BALANCE = round(
+    FUNDS - QUOTE_50["total_payable"] - TOPUP_QUOTE_10["total_payable"] - ESIM_QUOTE_450["total_payable"], 4
+)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -290,6 +382,18 @@ def check_topup_order(created, fetched, emailed):
     assert emailed == {**created, "notification_email": NOTIFICATION_EMAIL}
 
 
+def check_esim_order(created, fetched, listed, emailed):
+    """The 200 of the eSIM order, the order read back, the list of orders and the answer to its
+    receipt address."""
+    assert {name: created[name] for name in ESIM_ORDER_450} == ESIM_ORDER_450
+    assert isinstance(created["id"], int) and isinstance(created["transaction_id"], int)
+    assert ACTIVATION_CODE.fullmatch(created["activation_code"]), created["activation_code"]
+    assert ICCID.fullmatch(created["iccid"]), created["iccid"]
+    assert fetched == created  # not installed: the same activation code, read back
+    assert listed == [{name: value for name, value in created.items() if name not in ESIM_CODES}]
+    assert emailed == {**created, "notification_email": NOTIFICATION_EMAIL}
+
+
 def run_tool(args, *, cwd, timeout, env=None, what):
     started = time.monotonic()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
@@ -372,6 +476,10 @@ def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, curr
     topup_products, topup_variants, lookup, topup_quote, topup_create_order, topup_get_order, topup_email = (
         operation_module(sdk, "topups", op) for op in (*topup_operations, TOPUP_EMAIL)
     )
+    esim_operations = (ESIM_PRODUCTS, ESIM_PRODUCT, ESIM_QUOTE, ESIM_CREATE_ORDER, ESIM_GET_ORDER, ESIM_ORDERS)
+    esim_products, esim_product, esim_quote, esim_create_order, esim_get_order, esim_orders, esim_email = (
+        operation_module(sdk, "esim", op) for op in (*esim_operations, ESIM_EMAIL)
+    )
     key, secret, wallet_id = provision(server)
     # trust_env=False: the generated client must talk to 127.0.0.1, never to a proxy.
     options = {"base_url": server.base_url, "raise_on_unexpected_status": True, "httpx_args": {"trust_env": False}}
@@ -452,6 +560,45 @@ def test_python_sdk_drives_login_to_an_order_and_logout(python_sdk, server, curr
         assert emailed.status_code == 200, emailed.content
         check_topup_order(topup.to_dict(), topup_fetched.parsed.to_dict(), emailed.parsed.to_dict())
 
+        japan = esim_products.sync_detailed(client=authenticated, country_code=ESIM_COUNTRY)
+        assert japan.status_code == 200, japan.content
+        assert [item.to_dict() for item in japan.parsed] == [JAPAN_ESIM]
+        assert japan.headers["X-Total-Count"] == "1"
+
+        described = esim_product.sync_detailed(ESIM_REQUEST["product_id"], client=authenticated)
+        assert described.status_code == 200, described.content
+        assert described.parsed.to_dict() == {**JAPAN_ESIM, "variants": JAPAN_VARIANTS}
+
+        plan = {name: ESIM_REQUEST[name] for name in ("product_id", "amount")}
+        esim_quoted = esim_quote.sync_detailed(client=authenticated, body=body_model(esim_quote).from_dict(plan))
+        assert esim_quoted.status_code == 200, esim_quoted.content
+        assert esim_quoted.parsed.to_dict() == ESIM_QUOTE_450
+
+        esim_body = body_model(esim_create_order).from_dict({**ESIM_REQUEST, "wallet_id": wallet_id})
+        esim_created = esim_create_order.sync_detailed(client=authenticated, body=esim_body)
+        assert esim_created.status_code == 200, esim_created.content
+        esim = esim_created.parsed
+        assert esim.status == "DELIVERED" and isinstance(esim.status, enum.Enum)
+        # `activation_status` is a nullable enum (`enum: [..., null]`): a member of a generated str
+        # enum when set, None when null.
+        assert esim.activation_status == "NOT_INSTALLED" and isinstance(esim.activation_status, enum.Enum)
+        assert type(esim).from_dict({**esim.to_dict(), "activation_status": None}).activation_status is None
+        assert isinstance(esim.created_at, datetime) and esim.installed_at is None
+        esim_fetched = esim_get_order.sync_detailed(esim.id, client=authenticated)
+        assert esim_fetched.status_code == 200, esim_fetched.content
+        esims = esim_orders.sync_detailed(client=authenticated)
+        assert esims.status_code == 200, esims.content
+        esim_emailed = esim_email.sync_detailed(
+            esim.id, client=authenticated, body=body_model(esim_email)(email=NOTIFICATION_EMAIL)
+        )
+        assert esim_emailed.status_code == 200, esim_emailed.content
+        check_esim_order(
+            esim.to_dict(),
+            esim_fetched.parsed.to_dict(),
+            [item.to_dict() for item in esims.parsed],
+            esim_emailed.parsed.to_dict(),
+        )
+
         wallets = list_wallets.sync_detailed(client=authenticated, currency="USD")
         assert wallets.status_code == 200, wallets.content
         assert [item.to_dict() for item in wallets.parsed] == [usd_wallet(wallet_id, currencies, BALANCE)]
@@ -493,6 +640,13 @@ import {
   authLogin,
   authLogout,
   authRefresh,
+  esimCreateOrder,
+  esimGetOrder,
+  esimGetProduct,
+  esimListOrders,
+  esimListProducts,
+  esimQuoteCharges,
+  esimSetNotificationEmail,
   referenceListCurrencies,
   topupsCreateOrder,
   topupsGetOrder,
@@ -602,6 +756,41 @@ async function main(): Promise<void> {
   });
   check(emailed.response.status === 200 && emailed.data, `notification e-mail: ${emailed.response.status}`);
 
+  // eSIMs (ESIM_COUNTRY, ESIM_REQUEST).
+  const japan = await esimListProducts({ auth: first.access_token, query: { country_code: 'JPN' } });
+  check(japan.response.status === 200 && japan.data, `eSIM products: ${japan.response.status}`);
+
+  const esimProduct = await esimGetProduct({ auth: first.access_token, path: { product_id: 712 } });
+  check(esimProduct.response.status === 200 && esimProduct.data, `eSIM product: ${esimProduct.response.status}`);
+
+  const oneGigabyte = esimProduct.data.variants[0];
+  const plan = { product_id: oneGigabyte.esim_product_id, amount: oneGigabyte.amount };
+  const esimQuote = await esimQuoteCharges({ auth: first.access_token, body: plan });
+  check(esimQuote.response.status === 200 && esimQuote.data, `eSIM charges: ${esimQuote.response.status}`);
+
+  const esimCreated = await esimCreateOrder({
+    auth: first.access_token,
+    body: { ...plan, wallet_id: Number(OCTOPUS_WALLET_ID), client_reference: 'SDK_FIRST_ESIM' },
+  });
+  check(esimCreated.response.status === 200 && esimCreated.data, `eSIM order: ${esimCreated.response.status}`);
+  // The generated union of the nullable enum: a string of the enum or null.
+  const activation: 'NOT_INSTALLED' | 'ACTIVE' | 'EXPIRED' | null = esimCreated.data.activation_status;
+  check(activation === 'NOT_INSTALLED', `eSIM activation status: ${activation}`);
+
+  const esimId = { order_id: esimCreated.data.id };
+  const esimFetched = await esimGetOrder({ auth: first.access_token, path: esimId });
+  check(esimFetched.response.status === 200 && esimFetched.data, `eSIM read back: ${esimFetched.response.status}`);
+
+  const esims = await esimListOrders({ auth: first.access_token });
+  check(esims.response.status === 200 && esims.data, `eSIM orders: ${esims.response.status}`);
+
+  const esimEmailed = await esimSetNotificationEmail({
+    auth: first.access_token,
+    path: esimId,
+    body: { email: 'ops@example.com' },
+  });
+  check(esimEmailed.response.status === 200 && esimEmailed.data, `eSIM e-mail: ${esimEmailed.response.status}`);
+
   const wallets = await walletsListWallets({ auth: first.access_token, query: { currency: 'USD' } });
   check(wallets.response.status === 200 && wallets.data, `wallets: ${wallets.response.status}`);
 
@@ -629,6 +818,13 @@ async function main(): Promise<void> {
     topupCreated: topupCreated.data,
     topupFetched: topupFetched.data,
     topupEmailed: emailed.data,
+    esimProducts: { totalCount: japan.response.headers.get('X-Total-Count'), data: japan.data },
+    esimProduct: esimProduct.data,
+    esimQuote: esimQuote.data,
+    esimCreated: esimCreated.data,
+    esimFetched: esimFetched.data,
+    esimOrders: esims.data,
+    esimEmailed: esimEmailed.data,
     wallets: wallets.data,
     refresh: { status: refreshed.response.status, data: second },
     logout: { status: logout.response.status, body: logout.data },
@@ -723,6 +919,10 @@ def test_typescript_sdk_drives_login_to_an_order_and_logout(served_document, ser
     check_lookup(seen["lookup"])
     assert seen["topupQuote"] == TOPUP_QUOTE_10
     check_topup_order(seen["topupCreated"], seen["topupFetched"], seen["topupEmailed"])
+    assert seen["esimProducts"] == {"totalCount": "1", "data": [JAPAN_ESIM]}
+    assert seen["esimProduct"] == {**JAPAN_ESIM, "variants": JAPAN_VARIANTS}
+    assert seen["esimQuote"] == ESIM_QUOTE_450
+    check_esim_order(seen["esimCreated"], seen["esimFetched"], seen["esimOrders"], seen["esimEmailed"])
     assert seen["wallets"] == [usd_wallet(wallet_id, currencies, BALANCE)]
     second = seen["refresh"]["data"]
     assert seen["refresh"]["status"] == 200 and second["client_id"] == first["client_id"]
