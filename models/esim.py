@@ -70,7 +70,7 @@ def variants_of(client_id, product_id):
 
 def describe(client_id, product_id):
     """The product object with its variants (contract 8.1)."""
-    return {**EsimProduct.visible(product_id).public(), "variants": variants_of(client_id, product_id)}
+    return {**EsimProduct.object_of(product_id), "variants": variants_of(client_id, product_id)}
 
 
 def describe_variant(client_id, variant_id):

@@ -114,41 +114,48 @@ class VariantProduct(BaseModel):
         return product
 
     @classmethod
+    def objects(cls, *more):
+        """The active products as their objects (contract 7.1, 8.1), newest first: a query of dict
+        rows, their keys in the contract's order (`more`: further columns, after them)."""
+        columns = (cls.id, cls.name, *cls.kind_columns(), cls.country_code, Currency.currency.alias("currency_code"),
+                   cls.image_url, *more)  # fmt: skip
+        return cls.select(*columns).join(Currency).where(cls.is_active).order_by(cls.id.desc()).dicts()
+
+    @classmethod
+    def kind_columns(cls):
+        """What the product object says of the product's kind, after its name."""
+        return ()
+
+    @classmethod
+    def object_of(cls, product_id, *more):
+        """The object of the active product with this id, or Product not found."""
+        found = cls.objects(*more).where(cls.id == product_id).first()
+        if found is None:
+            raise NotFound("Product")
+        return found
+
+    @classmethod
     def shelf_page(cls, page, per_page, search=None, **filters):
-        """One page of the active products, newest first, as objects, and how many there are;
+        """One page of the active products' objects, newest first, and how many there are;
         `filters`: column values, None for no filter."""
-        query = with_currency(cls).where(cls.is_active).order_by(cls.id.desc())
+        query = cls.objects()
         for column, value in filters.items():
             if value is not None:
                 query = query.where(getattr(cls, column) == value)
         products = list(query)
         if search:  # Unicode case folding, in Python: SQL's LOWER knows only ASCII on SQLite
             needle = search.casefold()
-            products = [product for product in products if needle in product.name.casefold()]
-        return [product.public() for product in products[(page - 1) * per_page : page * per_page]], len(products)
-
-    def public(self):
-        """The product object (contract 7.1, 8.1), its fields in the contract's order."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            **self.kind(),
-            "country_code": self.country_code,
-            "currency_code": self.currency.currency,
-            "image_url": self.image_url,
-        }
-
-    def kind(self):
-        """What the product object says of the product's kind, after its name."""
-        return {}
+            products = [product for product in products if needle in product["name"].casefold()]
+        return products[(page - 1) * per_page : page * per_page], len(products)
 
 
 class TopupProduct(VariantProduct):
     topup_type = CharField()
     input_fields = JSONField()
 
-    def kind(self):
-        return {"topup_type": self.topup_type}
+    @classmethod
+    def kind_columns(cls):
+        return (cls.topup_type,)
 
 
 class TopupVariant(BaseModel):

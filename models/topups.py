@@ -24,9 +24,9 @@ INPUT_LENGTH = range(1, 129)  # characters of an input_data value
 
 def describe(product_id):
     """The product object with its input fields (contract 7.2)."""
-    product = TopupProduct.visible(product_id)
-    fields = [{"name": f["name"], "label": f["label"], "required": f["required"]} for f in product.input_fields]
-    return {**product.public(), "input_fields": fields}
+    product = TopupProduct.object_of(product_id, TopupProduct.input_fields)
+    fields = [{"name": f["name"], "label": f["label"], "required": f["required"]} for f in product["input_fields"]]
+    return {**product, "input_fields": fields}
 
 
 # -- variants ---------------------------------------------------------------------------------------
