@@ -209,7 +209,10 @@ async def work_lane(runtime, kind, places):
             jobs = []
             if free:
                 try:
-                    jobs = await anyio.to_thread.run_sync(claim, runtime, kind, free)
+                    # Shielded, as is each run: jobs claimed when the worker is told to stop still
+                    # start and finish, rather than wait for their leases to expire.
+                    with anyio.CancelScope(shield=True):
+                        jobs = await anyio.to_thread.run_sync(claim, runtime, kind, free)
                 except Exception:  # the database may be briefly away: the next round retries
                     logger.exception("claiming background jobs failed")
             for job in jobs:
@@ -222,12 +225,13 @@ async def work_lane(runtime, kind, places):
 
 
 async def run_guarded(job, runtime, lane):
-    try:
-        await anyio.to_thread.run_sync(run_one, job, runtime)
-    except Exception:  # its lease expires, and a later round takes the job over
-        logger.exception("background job %d (%s) failed", job.id, job.kind)
-    finally:
-        lane.ended(job.id)
+    with anyio.CancelScope(shield=True):  # a claimed job runs to its end, even when the worker stops
+        try:
+            await anyio.to_thread.run_sync(run_one, job, runtime)
+        except Exception:  # its lease expires, and a later round takes the job over
+            logger.exception("background job %d (%s) failed", job.id, job.kind)
+        finally:
+            lane.ended(job.id)
 
 
 def held_job_runner(kind, order_id, runtime):
