@@ -4,16 +4,11 @@ import time
 
 import anyio
 
-from octopus_cards.http.responses import json_body, paginated
+from octopus_cards.http.responses import json_answer, paginated
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.models import db, esim, esim_orders
-from octopus_cards.models.encoding import dumps
 from octopus_cards.models.products import EsimProduct
 from octopus_cards.worker import esim_within
-
-
-def answer(value, status=200):
-    return json_body(dumps(value).encode(), status=status)
 
 
 @db.connection_context()
@@ -24,23 +19,23 @@ def list_products(token_info, page=1, per_page=50, country_code=None, search=Non
 
 @db.connection_context()
 def get_product(token_info, product_id):
-    return answer(esim.describe(token_info["client_id"], product_id))
+    return json_answer(esim.describe(token_info["client_id"], product_id))
 
 
 @db.connection_context()
 def list_variants(token_info, product_id):
-    return answer(esim.variants_of(token_info["client_id"], product_id))
+    return json_answer(esim.variants_of(token_info["client_id"], product_id))
 
 
 @db.connection_context()
 def get_variant(token_info, variant_id):
-    return answer(esim.describe_variant(token_info["client_id"], variant_id))
+    return json_answer(esim.describe_variant(token_info["client_id"], variant_id))
 
 
 @db.connection_context()
 def quote_charges(token_info):
     body = exact_body()
-    return answer(esim.quote(token_info["client_id"], body["product_id"], body["amount"], body.get("wallet_id")))
+    return json_answer(esim.quote(token_info["client_id"], body["product_id"], body["amount"], body.get("wallet_id")))
 
 
 async def create_order(token_info):
@@ -56,7 +51,7 @@ async def create_order(token_info):
     order_id = (await anyio.to_thread.run_sync(place)).id
     await esim_within(order_id, rt, deadline - (time.monotonic() - started))
     order = await anyio.to_thread.run_sync(db.connection_context()(esim_orders.one_for), client_id, order_id)
-    return answer(order)
+    return json_answer(order)
 
 
 @db.connection_context()
@@ -67,10 +62,10 @@ def list_orders(token_info, page=1, per_page=50, status=None, client_reference=N
 
 @db.connection_context()
 def get_order(token_info, order_id):
-    return answer(esim_orders.one_for(token_info["client_id"], order_id, runtime().supplier))
+    return json_answer(esim_orders.one_for(token_info["client_id"], order_id, runtime().supplier))
 
 
 @db.connection_context()
 def set_notification_email(token_info, order_id):
     order = esim_orders.EsimOrder.set_notification_email(token_info["client_id"], order_id, exact_body()["email"])
-    return answer(order.public())
+    return json_answer(order.public())

@@ -1,11 +1,10 @@
 """GET /api/v1/products, /api/v1/products/{id}; POST …/availability and …/charges; POST and GET
 /api/v1/orders, GET /api/v1/orders/{id} (contract 5)."""
 
-from octopus_cards.http.responses import json_body, paginated, paginated_body
+from octopus_cards.http.responses import json_answer, json_body, paginated, paginated_body
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.http.sorting import shelf_order
 from octopus_cards.models import db, orders, vouchers
-from octopus_cards.models.encoding import dumps
 from octopus_cards.worker import fulfil_now
 
 
@@ -37,7 +36,7 @@ def quote_charges(token_info, product_id):
     body = exact_body()
     quoted = vouchers.quote(token_info["client_id"], product_id, body["denomination"], body["quantity"],
                             body.get("wallet_id"))  # fmt: skip
-    return json_body(dumps(quoted).encode())
+    return json_answer(quoted)
 
 
 @db.connection_context()
@@ -51,7 +50,7 @@ def create_order(token_info):
     )  # fmt: skip
     if sync:
         fulfil_now(order_id, rt)
-    return json_body(dumps(orders.one_for(client_id, order_id)).encode(), status=201)
+    return json_answer(orders.one_for(client_id, order_id), status=201)
 
 
 @db.connection_context()
@@ -62,4 +61,4 @@ def list_orders(token_info, page=1, limit=50, status=None, product_id=None, clie
 
 @db.connection_context()
 def get_order(token_info, order_id):
-    return json_body(dumps(orders.one_for(token_info["client_id"], order_id)).encode())
+    return json_answer(orders.one_for(token_info["client_id"], order_id))

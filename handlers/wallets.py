@@ -1,8 +1,7 @@
 """GET /api/v1/wallets, /api/v1/transactions and /api/v1/transactions/{id} (contract 6)."""
 
-from octopus_cards.http.responses import json_body, paginated
+from octopus_cards.http.responses import json_answer, paginated
 from octopus_cards.models import Transaction, Wallet, db
-from octopus_cards.models.encoding import dumps
 
 
 @db.connection_context()
@@ -19,4 +18,4 @@ def list_transactions(token_info, page=1, limit=50, wallet_id=None):
 
 @db.connection_context()
 def get_transaction(token_info, transaction_id):
-    return json_body(dumps(Transaction.one_for(token_info["client_id"], transaction_id)).encode())
+    return json_answer(Transaction.one_for(token_info["client_id"], transaction_id))

@@ -22,6 +22,11 @@ def json_body(body, headers=None, status=200):
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def json_answer(value, status=200):
+    """`value` as exact JSON (money as the decimals it is)."""
+    return json_body(dumps(value).encode(), status=status)
+
+
 def paginated(items, page_number, per_page, total):
     """A paginated list (contract 1.6): the bare array and its six headers."""
     return paginated_body(dumps(items).encode(), len(items), page_number, per_page, total)
