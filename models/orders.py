@@ -110,12 +110,11 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
             taken = VoucherProduct.take_stock(product.id, quantity)
             if product.stock is not None and taken != 1:
                 raise InsufficientStock()
-            fx = None if quoted.forex_rate is None else (quoted.source_currency, quoted.destination_currency,
-                                                         quoted.forex_rate)  # fmt: skip
             if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)
                 Wallet.post(
-                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", fx, ("vouchers", order.id)
-                )
+                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx,
+                    ("vouchers", order.id),
+                )  # fmt: skip
             Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
     except IntegrityError:  # a concurrent create took the reference first
         raise DuplicateReference() from None

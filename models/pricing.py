@@ -28,6 +28,11 @@ class Charges:
     def conversion_fee(self):
         return None if self.forex_rate is None else ZERO
 
+    @property
+    def fx(self):
+        """(source, destination, rate) of the conversion for the ledger (Wallet.post); None without one."""
+        return None if self.forex_rate is None else (self.source_currency, self.destination_currency, self.forex_rate)
+
     def public(self, in_product, in_wallet):
         """The charges object (contract 5.4) but the voucher-only `max_quantity`; amounts shown with
         the precision of the product's (`in_product`) or the wallet's currency (`in_wallet`)."""

@@ -43,10 +43,7 @@ class TopupOrder(VariantOrder):
         except TransientSupplierError:
             return
         except SupplierRefused as refused:
-            if refused.outcome == "cancel":
-                self.settle(CANCELLED)
-            else:
-                self.settle(FAILED, (refused.failure_code, refused.failure_reason, True))
+            self.settle(*self.refusal(refused))
             return
         if news == DELIVERED:
             self.settle(DELIVERED)

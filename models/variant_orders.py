@@ -23,7 +23,6 @@ from octopus_cards.models.wallets import CREDIT, DEBIT, Wallet
 logger = logging.getLogger("octopus_cards.orders")
 
 PENDING, DELIVERED, FAILED, CANCELLED = "PENDING", "DELIVERED", "FAILED", "CANCELLED"
-STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
 # What an order that spent its retry budget ends with (contract 15.1, item 30).
 SUPPLIER_UNAVAILABLE = ("SUPPLIER_UNAVAILABLE", "The supplier did not respond", False)
 
@@ -77,10 +76,8 @@ class VariantOrder(BaseModel):
                                    currency=quoted.source_currency, total_payable=quoted.total_payable,
                                    status=PENDING, **fields)  # fmt: skip
                 if quoted.total_payable > 0:
-                    fx = None if quoted.forex_rate is None else (quoted.source_currency, quoted.destination_currency,
-                                                                 quoted.forex_rate)  # fmt: skip
                     debit = Wallet.post(priced.wallet.id, DEBIT, quoted.total_payable, f"{cls.REMARK} #{order.id}",
-                                        fx, (cls.VERTICAL, order.id))  # fmt: skip
+                                        quoted.fx, (cls.VERTICAL, order.id))  # fmt: skip
                     order.transaction_id = debit["id"]
                     cls.update(transaction_id=order.transaction_id).where(cls.id == order.id).execute()
                 Job.enqueue(cls.JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
@@ -107,10 +104,15 @@ class VariantOrder(BaseModel):
             job.retry_after(retry_schedule[job.attempts - 1], str(error))
             return PENDING
         except SupplierRefused as refused:
-            if refused.outcome == "cancel":
-                return order.conclude(job, CANCELLED)
-            return order.conclude(job, FAILED, (refused.failure_code, refused.failure_reason, True))
+            return order.conclude(job, *cls.refusal(refused))
         return order.conclude(job, DELIVERED, **delivered)
+
+    @staticmethod
+    def refusal(refused):
+        """The final status and failure (code, reason, user-fixable) a supplier's refusal gives."""
+        if refused.outcome == "cancel":
+            return CANCELLED, None
+        return FAILED, (refused.failure_code, refused.failure_reason, True)
 
     def conclude(self, job, status, failure=None, **delivered):
         """Settle the order and finish its job in one transaction; the status the order has then
