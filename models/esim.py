@@ -11,9 +11,9 @@ from decimal import Decimal
 from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import InvalidAmount, NotFound
 from octopus_cards.models.money import plain, shown
-from octopus_cards.models.pricing import charges, forex_rate, select_wallet
+from octopus_cards.models.pricing import charges
 from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant, with_currency
-from octopus_cards.models.wallets import ExchangeRate, Wallet
+from octopus_cards.models.wallets import Wallet
 
 VERTICAL = "esim"
 
@@ -120,11 +120,8 @@ def price(client_id, product_id, amount, wallet_id=None, before_rules=None):
     if before_rules is not None:
         before_rules()
     variant = select_variant(product, Decimal(amount))
-    client = Client.get_by_id(client_id)
-    default_currency = client.default_currency.currency if client.default_currency_id else None
     currency = variant.currency.currency
-    wallet = select_wallet(wallets, currency, default_currency, wallet_id)
-    rate = forex_rate(ExchangeRate.between, currency, wallet.currency)
+    wallet, rate = Wallet.paying(Client.get_by_id(client_id), wallets, currency, wallet_id)
     discount = effective_discount(variant, own_discounts(client_id, [product.id]))
     return Priced(product, variant, wallet, charges(variant.amount, 1, discount, currency, wallet.currency, rate))
 

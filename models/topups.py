@@ -13,10 +13,10 @@ import phonenumbers
 from octopus_cards.models.clients import Client
 from octopus_cards.models.exceptions import InvalidAmount, InvalidInput, NotFound
 from octopus_cards.models.money import decimals, shown
-from octopus_cards.models.pricing import charges, forex_rate, select_wallet
+from octopus_cards.models.pricing import charges
 from octopus_cards.models.products import ClientDiscount, TopupProduct, TopupVariant, with_currency
 from octopus_cards.models.reference_data import Country
-from octopus_cards.models.wallets import ExchangeRate, Wallet
+from octopus_cards.models.wallets import Wallet
 
 MOBILE = "MOBILE"
 INPUT_LENGTH = range(1, 129)  # characters of an input_data value
@@ -203,10 +203,7 @@ def price(client_id, product_id, amount, category=None, wallet_id=None, before_r
         before_rules(product)
     amount = Decimal(amount)
     variant = select_variant(product, amount, category)
-    client = Client.get_by_id(client_id)
-    default_currency = client.default_currency.currency if client.default_currency_id else None
-    wallet = select_wallet(wallets, product.currency.currency, default_currency, wallet_id)
-    rate = forex_rate(ExchangeRate.between, product.currency.currency, wallet.currency)
+    wallet, rate = Wallet.paying(Client.get_by_id(client_id), wallets, product.currency.currency, wallet_id)
     discount = effective_discount(client_id, product.id, variant)
     quoted = charges(amount, 1, discount, product.currency.currency, wallet.currency, rate)
     return Priced(product, variant, wallet, quoted)

@@ -29,7 +29,7 @@ from octopus_cards.models.exceptions import (
     QuantityAboveLimit,
 )
 from octopus_cards.models.money import decimals, plain, shown
-from octopus_cards.models.pricing import charges, forex_rate, select_wallet
+from octopus_cards.models.pricing import charges
 from octopus_cards.models.products import (
     CatalogueVersion,
     ClientBlacklist,
@@ -38,7 +38,7 @@ from octopus_cards.models.products import (
     VoucherProduct,
 )
 from octopus_cards.models.reference_data import Category, Country, Currency, Subcategory
-from octopus_cards.models.wallets import ExchangeRate, Wallet
+from octopus_cards.models.wallets import Wallet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,9 +342,7 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
     client = Client.get_by_id(client_id)
     if quantity > client.bulk_limit:
         raise QuantityAboveLimit()
-    default_currency = client.default_currency.currency if client.default_currency_id else None
-    wallet = select_wallet(wallets, product.currency.currency, default_currency, wallet_id)
-    rate = forex_rate(ExchangeRate.between, product.currency.currency, wallet.currency)
+    wallet, rate = Wallet.paying(client, wallets, product.currency.currency, wallet_id)
     _, _, discount = entry
     quoted = charges(Decimal(denomination), quantity, discount, product.currency.currency, wallet.currency, rate)
     return Priced(product, wallet, client.bulk_limit, quoted)

@@ -21,6 +21,7 @@ from octopus_cards.models.exceptions import (
     Refused,
 )
 from octopus_cards.models.money import SCALE, MoneyField, decimals, in_units, money, plain, shown
+from octopus_cards.models.pricing import forex_rate, select_wallet
 from octopus_cards.models.reference_data import Currency
 from octopus_cards.models.webhooks import WALLET_CREDITED, WALLET_DEBITED, Event
 
@@ -213,6 +214,15 @@ class Wallet(BaseModel):
         if wallet_id is not None and all(wallet.id != wallet_id for wallet in wallets):
             raise NotFound("Wallet")
         return wallets
+
+    @staticmethod
+    def paying(client, wallets, currency, wallet_id=None):
+        """The wallet among `wallets` (`payers`) that pays for what is priced in `currency` (contract
+        5.7: the one asked for, else the one in that currency, else the client's default currency's),
+        and the exchange rate it pays at (None when the currencies match)."""
+        default_currency = client.default_currency.currency if client.default_currency_id else None
+        wallet = select_wallet(wallets, currency, default_currency, wallet_id)
+        return wallet, forex_rate(ExchangeRate.between, currency, wallet.currency)
 
     @classmethod
     def owned(cls, client_id, wallet_id):
