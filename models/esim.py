@@ -9,29 +9,16 @@ import dataclasses
 from decimal import Decimal
 
 from octopus_cards.models.clients import Client
-from octopus_cards.models.exceptions import InvalidAmount, NotFound
+from octopus_cards.models.exceptions import InvalidAmount
 from octopus_cards.models.money import plain, shown
 from octopus_cards.models.pricing import charges
-from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant, with_currency
+from octopus_cards.models.products import ClientDiscount, EsimProduct, EsimVariant
 from octopus_cards.models.wallets import Wallet
 
 VERTICAL = "esim"
 
 
 # -- variants ---------------------------------------------------------------------------------------
-
-
-def own_discounts(client_id, product_ids):
-    """{product id: the client's own discount} on these eSIM products."""
-    return dict(
-        ClientDiscount.select(ClientDiscount.product_id, ClientDiscount.discount)
-        .where(
-            (ClientDiscount.client == client_id)
-            & (ClientDiscount.vertical == VERTICAL)
-            & ClientDiscount.product_id.in_(list(product_ids))
-        )
-        .tuples()
-    )
 
 
 def effective_discount(variant, own):
@@ -54,18 +41,10 @@ def variant_object(variant, own):
     }
 
 
-def active_variants(product_id):
-    return list(
-        with_currency(EsimVariant)
-        .where((EsimVariant.esim_product == product_id) & EsimVariant.is_active)
-        .order_by(EsimVariant.id)
-    )
-
-
 def variants_of(client_id, product_id):
     EsimProduct.visible(product_id)
-    own = own_discounts(client_id, [product_id])
-    return [variant_object(variant, own) for variant in active_variants(product_id)]
+    own = ClientDiscount.own(client_id, VERTICAL, [product_id])
+    return [variant_object(variant, own) for variant in EsimVariant.active_of(product_id)]
 
 
 def describe(client_id, product_id):
@@ -75,21 +54,13 @@ def describe(client_id, product_id):
 
 def describe_variant(client_id, variant_id):
     """An active variant of an active product."""
-    variant = (
-        with_currency(EsimVariant)
-        .switch(EsimVariant)
-        .join(EsimProduct)
-        .where((EsimVariant.id == variant_id) & EsimVariant.is_active & EsimProduct.is_active)
-        .first()
-    )
-    if variant is None:
-        raise NotFound("Variant")
-    return variant_object(variant, own_discounts(client_id, [variant.esim_product_id]))
+    variant = EsimVariant.visible(variant_id)
+    return variant_object(variant, ClientDiscount.own(client_id, VERTICAL, [variant.esim_product_id]))
 
 
 def select_variant(product, amount):
     """The active variant priced `amount`, the lowest id among several (contract 8.3)."""
-    for variant in active_variants(product.id):
+    for variant in EsimVariant.active_of(product.id):
         if variant.amount == amount:
             return variant
     raise InvalidAmount()
@@ -122,7 +93,7 @@ def price(client_id, product_id, amount, wallet_id=None, before_rules=None):
     variant = select_variant(product, Decimal(amount))
     currency = variant.currency.currency
     wallet, rate = Wallet.paying(Client.get_by_id(client_id), wallets, currency, wallet_id)
-    discount = effective_discount(variant, own_discounts(client_id, [product.id]))
+    discount = effective_discount(variant, ClientDiscount.own(client_id, VERTICAL, [product.id]))
     return Priced(product, variant, wallet, charges(variant.amount, 1, discount, currency, wallet.currency, rate))
 
 

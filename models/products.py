@@ -158,7 +158,37 @@ class TopupProduct(VariantProduct):
         return (cls.topup_type,)
 
 
-class TopupVariant(BaseModel):
+class Variant(BaseModel):
+    """What top-up and eSIM variants share: sold while they and their product are active. A
+    subclass names its product's foreign key (`OWNER`)."""
+
+    OWNER = None
+
+    @classmethod
+    def active_of(cls, product_id):
+        """The product's active variants, id ascending, with their currency."""
+        owner = getattr(cls, cls.OWNER)
+        return list(with_currency(cls).where((owner == product_id) & cls.is_active).order_by(cls.id))
+
+    @classmethod
+    def visible(cls, variant_id):
+        """The active variant with this id of an active product, or Variant not found."""
+        product = getattr(cls, cls.OWNER).rel_model
+        variant = (
+            with_currency(cls)
+            .switch(cls)
+            .join(product)
+            .where((cls.id == variant_id) & cls.is_active & product.is_active)
+            .first()
+        )
+        if variant is None:
+            raise NotFound("Variant")
+        return variant
+
+
+class TopupVariant(Variant):
+    OWNER = "product"
+
     product = ForeignKeyField(TopupProduct, backref="variants", on_delete="CASCADE")
     sku = CharField(null=True)
     name = CharField(max_length=200)
@@ -177,7 +207,9 @@ class EsimProduct(VariantProduct):
     """A country's or region's eSIM; its variants are the data plans."""
 
 
-class EsimVariant(BaseModel):
+class EsimVariant(Variant):
+    OWNER = "esim_product"
+
     esim_product = ForeignKeyField(EsimProduct, backref="variants", on_delete="CASCADE")
     name = CharField(max_length=200)
     description = TextField()
@@ -203,6 +235,12 @@ class ClientDiscount(BaseModel):
 
     class Meta:
         indexes = ((("client", "vertical", "product_id"), True),)
+
+    @classmethod
+    def own(cls, client_id, vertical, product_ids):
+        """{product id: the client's own discount} on these products of a vertical."""
+        mine = (cls.client == client_id) & (cls.vertical == vertical) & cls.product_id.in_(list(product_ids))
+        return dict(cls.select(cls.product_id, cls.discount).where(mine).tuples())
 
 
 class ClientBlacklist(BaseModel):

@@ -11,10 +11,10 @@ from decimal import Decimal
 import phonenumbers
 
 from octopus_cards.models.clients import Client
-from octopus_cards.models.exceptions import InvalidAmount, InvalidInput, NotFound
+from octopus_cards.models.exceptions import InvalidAmount, InvalidInput
 from octopus_cards.models.money import decimals, shown
 from octopus_cards.models.pricing import charges
-from octopus_cards.models.products import ClientDiscount, TopupProduct, TopupVariant, with_currency
+from octopus_cards.models.products import ClientDiscount, TopupProduct, TopupVariant
 from octopus_cards.models.reference_data import Country
 from octopus_cards.models.wallets import Wallet
 
@@ -30,14 +30,6 @@ def describe(product_id):
 
 
 # -- variants ---------------------------------------------------------------------------------------
-
-
-def active_variants(product_id):
-    return list(
-        with_currency(TopupVariant)
-        .where((TopupVariant.product == product_id) & TopupVariant.is_active)
-        .order_by(TopupVariant.id)
-    )
 
 
 def variant_object(variant, country_names):
@@ -63,22 +55,14 @@ def country_names(variants):
 
 def variants_of(product_id):
     TopupProduct.visible(product_id)
-    variants = active_variants(product_id)
+    variants = TopupVariant.active_of(product_id)
     names = country_names(variants)
     return [variant_object(variant, names) for variant in variants]
 
 
 def describe_variant(variant_id):
     """An active variant of an active product."""
-    variant = (
-        with_currency(TopupVariant)
-        .switch(TopupVariant)
-        .join(TopupProduct)
-        .where((TopupVariant.id == variant_id) & TopupVariant.is_active & TopupProduct.is_active)
-        .first()
-    )
-    if variant is None:
-        raise NotFound("Variant")
+    variant = TopupVariant.visible(variant_id)
     return variant_object(variant, country_names([variant]))
 
 
@@ -88,7 +72,7 @@ def select_variant(product, amount, category=None):
     currency's precision."""
     if decimals(amount) > product.currency.precision:
         raise InvalidAmount()
-    candidates = [v for v in active_variants(product.id) if category is None or v.category == category]
+    candidates = [v for v in TopupVariant.active_of(product.id) if category is None or v.category == category]
     for variant in candidates:
         if any(Decimal(fixed) == amount for fixed in variant.fixed_amounts):
             return variant
@@ -181,16 +165,7 @@ class Priced:
 
 
 def effective_discount(client_id, product_id, variant):
-    own = (
-        ClientDiscount.select(ClientDiscount.discount)
-        .where(
-            (ClientDiscount.client == client_id)
-            & (ClientDiscount.vertical == "topups")
-            & (ClientDiscount.product_id == product_id)
-        )
-        .scalar()
-    )
-    return max(variant.discount, own or 0)
+    return max(variant.discount, ClientDiscount.own(client_id, "topups", [product_id]).get(product_id, 0))
 
 
 def price(client_id, product_id, amount, category=None, wallet_id=None, before_rules=None):
