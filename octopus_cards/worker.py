@@ -77,19 +77,14 @@ class Leases:
 LEASES = Leases()
 
 
-def fulfil(job, runtime):
-    with models.db.connection_context():
-        return orders.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+def fulfilment(work):
+    """A lane's runner for `work(job, supplier, retry_schedule)`, an order vertical's fulfilment."""
 
+    def fulfil(job, runtime):
+        with models.db.connection_context():
+            return work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
 
-def top_up(job, runtime):
-    with models.db.connection_context():
-        return TopupOrder.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
-
-
-def issue_esim(job, runtime):
-    with models.db.connection_context():
-        return EsimOrder.work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+    return fulfil
 
 
 def watch_esim(job, runtime):
@@ -141,9 +136,9 @@ def send_receipt(job, runtime):
 # What runs a job of each kind, and how many of that kind one process runs at once: a lane of its
 # own per kind, so that slow receivers never hold up fulfilment, nor slow suppliers deliveries.
 LANES = {
-    orders.JOB_KIND: (fulfil, 4),
-    TopupOrder.JOB_KIND: (top_up, 4),
-    EsimOrder.JOB_KIND: (issue_esim, 4),
+    orders.JOB_KIND: (fulfilment(orders.work), 4),
+    TopupOrder.JOB_KIND: (fulfilment(TopupOrder.work), 4),
+    EsimOrder.JOB_KIND: (fulfilment(EsimOrder.work), 4),
     WATCH_KIND: (watch_esim, 2),
     webhooks.JOB_KIND: (deliver, DELIVERY_PLACES),
     receipts.JOB_KIND: (send_receipt, 2),
