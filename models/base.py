@@ -2,10 +2,11 @@
 
 import contextlib
 import datetime
+import functools
 import threading
 from pathlib import Path
 
-from peewee import DatabaseProxy, Model, SqliteDatabase
+from peewee import AutoField, DatabaseProxy, Model, SqliteDatabase
 from playhouse import migrations
 from playhouse.db_url import connect as connect_url
 
@@ -29,25 +30,65 @@ class BaseModel(Model):
 
 
 class Prepared:
-    """A statement whose SQL is built once per database, for the few that run on every request,
+    """A statement whose SQL is built once per database, for those that run on every request,
     where building the SQL would cost more than running it.
 
-    `build(slot)` returns the peewee query with `slot(name)` wherever a value goes;
-    `execute(name=value, ...)` runs it with those values and returns the cursor.
+    `build(slot)` returns the peewee query with `slot(name)` wherever a value goes; each value
+    given later goes through the converter peewee would have applied there (a field's db_value),
+    and rows come back as the query would have returned them (model objects, tuples, dicts).
     """
 
     def __init__(self, build):
         self.build = build
         self.compiled = {}
+        self.layouts = {}
+
+    @classmethod
+    def insert(cls, model, fields=None):
+        """An INSERT of one row of `model`, with a slot named after each of `fields` (by default
+        every column but an auto-incremented id)."""
+        fields = fields or [field for field in model._meta.sorted_fields if not isinstance(field, AutoField)]
+        return cls(lambda slot: model.insert({field: slot(field.name) for field in fields}))
+
+    def compile(self, database):
+        query = self.build(Slot)
+        context = slot_aware(database.context_class)(**database.get_context_options())
+        sql, params = context.sql(query).query()
+        # Each param: (slot name, its converter, None), or (None, None, a constant of the query).
+        converters = iter(context.converters)
+        template = [(p.name, next(converters), None) if isinstance(p, Slot) else (None, None, p) for p in params]
+        compiled = self.compiled[database] = query, sql, template
+        return compiled
 
     def execute(self, **values):
+        """Run it with these values; the cursor."""
         database = db.obj
-        compiled = self.compiled.get(database)
-        if compiled is None:
-            sql, slots = self.build(lambda name: SLOT + name).sql()
-            compiled = self.compiled[database] = sql, [slot[len(SLOT) :] for slot in slots]
-        sql, names = compiled
-        return database.execute_sql(sql, [values[name] for name in names])
+        _, sql, template = self.compiled.get(database) or self.compile(database)
+        params = [
+            constant if name is None else values[name] if convert is None else convert(values[name])
+            for name, convert, constant in template
+        ]
+        return database.execute_sql(sql, params)
+
+    def rows(self, **values):
+        """The rows, as the query would have returned them."""
+        cursor = self.execute(**values)
+        reader = self.compiled[db.obj][0]._get_cursor_wrapper(cursor)
+        # What peewee's reader works out from the first row (columns, converters, the joined models)
+        # is the same for every run of the same SQL: worked out once, it is given to the next ones.
+        layout = self.layouts.get(db.obj)
+        if layout is not None:
+            vars(reader).update(layout)
+            reader.initialized = True
+        found = list(reader)
+        if layout is None and reader.initialized:
+            self.layouts[db.obj] = {name: v for name, v in vars(reader).items() if name not in READER_STATE}
+        return found
+
+    def first(self, **values):
+        """The first row, or None (the query should have LIMIT 1)."""
+        found = self.rows(**values)
+        return found[0] if found else None
 
     def execute_returning_id(self, **values):
         """For an INSERT: the new row's id (RETURNING on PostgreSQL, the rowid on SQLite)."""
@@ -55,7 +96,36 @@ class Prepared:
         return cursor.fetchone()[0] if db.obj.returning_clause else cursor.lastrowid
 
 
-SLOT = "\x00slot:"
+# What a peewee cursor wrapper holds of one run of a statement (the rest describes its columns).
+READER_STATE = frozenset(("cursor", "count", "index", "initialized", "populated", "row_cache"))
+
+
+class Slot:
+    """Where a Prepared statement's value `name` goes."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+@functools.cache
+def slot_aware(context_class):
+    """The database's SQL context, taking each Slot as a parameter and noting the converter that
+    its value is to go through."""
+
+    class SlotAware(context_class):
+        def __init__(self, **options):
+            super().__init__(**options)
+            self.converters = []
+
+        def value(self, value, converter=None, add_param=True):
+            if isinstance(value, Slot):
+                self.converters.append((self.state.converter if converter is None else converter) or None)
+                converter = False
+            return super().value(value, converter, add_param)
+
+    return SlotAware
 
 
 def utcnow():
@@ -101,9 +171,12 @@ def write_txn():
     """A transaction that may read then write without a lock upgrade failing.
 
     SQLite upgrades a deferred read lock to a write lock outside the busy timeout, so it
-    must take the write lock up front; PostgreSQL's row locks need nothing special.
+    must take the write lock up front; PostgreSQL's row locks need nothing special. Inside
+    another transaction it is part of that one (no savepoint: nothing goes on after an error).
     """
-    if on_sqlite():
+    if db.in_transaction():
+        yield
+    elif on_sqlite():
         with SQLITE_WRITE_LOCK, db.atomic("IMMEDIATE"):
             yield
     else:

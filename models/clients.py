@@ -75,6 +75,11 @@ class Client(BaseModel):
             raise Refused(f"no client with id {client_id}")
         return client
 
+    @classmethod
+    def buying(cls, client_id):
+        """The client of a token (so it exists), as pricing sees it: its bulk limit and default currency."""
+        return BUYER.first(client=client_id)
+
     def rotate_secret(self, pepper, secret=None):
         secret = secret or new_secret()
         self.secret_hash = hash_secret(pepper, secret)
@@ -180,5 +185,11 @@ CREDENTIALS = Prepared(
         Client.select(Client.id, Client.secret_hash, Client.is_active, ClientIpAllow.cidr)
         .join(ClientIpAllow, JOIN.LEFT_OUTER)
         .where(Client.api_key == slot("api_key"))
+    )
+)
+# Every quote and order reads its client (the default currency with it: wallet selection's fallback).
+BUYER = Prepared(
+    lambda slot: (
+        Client.select(Client, Currency).join(Currency, JOIN.LEFT_OUTER).where(Client.id == slot("client")).limit(1)
     )
 )

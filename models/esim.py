@@ -92,7 +92,7 @@ def price(client_id, product_id, amount, wallet_id=None, before_rules=None):
         before_rules()
     variant = select_variant(product, Decimal(amount))
     currency = variant.currency.currency
-    wallet, rate = Wallet.paying(Client.get_by_id(client_id), wallets, currency, wallet_id)
+    wallet, rate = Wallet.paying(Client.buying(client_id), wallets, currency, wallet_id)
     discount = effective_discount(variant, ClientDiscount.own(client_id, VERTICAL, [product.id]))
     return Priced(product, variant, wallet, charges(variant.amount, 1, discount, currency, wallet.currency, rate))
 

@@ -8,7 +8,7 @@ import logging
 
 from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, IntegrityError
 
-from octopus_cards.models.base import BaseModel, utcnow, write_txn
+from octopus_cards.models.base import BaseModel, Prepared, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import timestamp
 from octopus_cards.models.exceptions import DuplicateReference, InsufficientStock, NotFound, Refused
@@ -84,12 +84,7 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
     """
 
     def reference_unused():  # the first business rule (contract 11)
-        if (
-            reference is not None
-            and VoucherOrder.select()
-            .where((VoucherOrder.client == client_id) & (VoucherOrder.client_reference == reference))
-            .exists()
-        ):
+        if reference is not None and REFERENCE_TAKEN.first(client=client_id, reference=reference):
             raise DuplicateReference()
 
     priced = price(client_id, product_id, denomination, quantity, wallet_id, before_rules=reference_unused)
@@ -100,31 +95,32 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
         raise InsufficientStock()
     try:
         with write_txn():
-            order = VoucherOrder.create(
+            now = utcnow()
+            order_id = NEW_ORDER.execute_returning_id(
                 client=client_id, product=product.id, product_name=product.name, wallet=priced.wallet.id,
                 denomination=denomination, quantity=quantity, amount=quoted.non_discounted_total,
                 discount=quoted.discount_amount, total_payable=quoted.total_payable, client_reference=reference,
                 email=email, status=PENDING, base_currency=quoted.source_currency,
-                deduction_currency=quoted.destination_currency,
+                deduction_currency=quoted.destination_currency, delivered_quantity=0, supplier_calls=0,
+                created_at=now, updated_at=now,
             )  # fmt: skip
-            taken = VoucherProduct.take_stock(product.id, quantity)
-            if product.stock is not None and taken != 1:
+            if product.stock is not None and VoucherProduct.take_stock(product.id, quantity) != 1:
                 raise InsufficientStock()
             if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)
                 Wallet.post(
-                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx,
-                    ("vouchers", order.id),
+                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order_id}", quoted.fx,
+                    ("vouchers", order_id),
                 )  # fmt: skip
-            Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
+            Job.enqueue(JOB_KIND, order_id, held_for=hold, after=supplier.background_delay)
     except IntegrityError:  # a concurrent create took the reference first
         raise DuplicateReference() from None
-    return order.id
+    return order_id
 
 
 def work(job, supplier, retry_schedule):
     """Run a fulfilment job once: ask the supplier, settle what it answers, or schedule a retry.
     Returns the order's status as this run left it (None: there was nothing to do)."""
-    order = with_product().where(VoucherOrder.id == job.subject_id).get_or_none()
+    order = ORDER.first(order=job.subject_id)
     if order is None or order.status != PENDING:
         job.finish()
         return None
@@ -171,25 +167,15 @@ def settle(order, codes, status, finishing=None):
     now = utcnow()
     delivered = order.delivered_quantity + len(codes)
     with write_txn():
-        moved = (
-            VoucherOrder.update(status=status, delivered_quantity=delivered, updated_at=now)
-            .where(
-                (VoucherOrder.id == order.id)
-                & (VoucherOrder.status == PENDING)
-                & (VoucherOrder.delivered_quantity == order.delivered_quantity)
-            )
-            .execute()
-        )
+        moved = SETTLE.execute(
+            order=order.id, status=status, delivered=delivered, updated_at=now, was_delivered=order.delivered_quantity
+        ).rowcount
         if moved != 1:
             logger.info("order %d was settled meanwhile; a late supplier answer is discarded", order.id)
             return False
-        Voucher.insert_many(
-            [
-                {**code, "order": order.id, "position": position,
-                 "voucher_reference_number": f"VRN-{order.id}-{position}"}
-                for position, code in enumerate(codes, start=order.delivered_quantity + 1)
-            ]
-        ).execute() if codes else None  # fmt: skip
+        for position, code in enumerate(codes, start=order.delivered_quantity + 1):
+            NEW_CODE.execute(**code, order=order.id, position=position,
+                             voucher_reference_number=f"VRN-{order.id}-{position}")  # fmt: skip
         if status == PENDING:
             return True
         undelivered = order.quantity - delivered
@@ -287,14 +273,14 @@ def public(order, with_vouchers=True):
         data["vouchers"] = [
             {"card_number": v.card_number, "pin_code": v.pin_code, "claim_url": v.claim_url,
              "expires_at": timestamp(v.expires_at), "voucher_reference_number": v.voucher_reference_number}
-            for v in order.vouchers.order_by(Voucher.position)
+            for v in CODES.rows(order=order.id)
         ]  # fmt: skip
     return data
 
 
 def one_for(client_id, order_id):
-    order = with_product().where((VoucherOrder.id == order_id) & (VoucherOrder.client == client_id)).get_or_none()
-    if order is None:
+    order = ORDER.first(order=order_id)
+    if order is None or order.client_id != client_id:
         raise NotFound("Order")
     return public(order)
 
@@ -310,3 +296,26 @@ def page_for(client_id, status, product_id, reference, page, limit):
     total = query.count()
     rows = query.order_by(VoucherOrder.id.desc()).paginate(page, limit)
     return [public(order, with_vouchers=False) for order in rows], total
+
+
+# A synchronous order runs each of these once or more: their SQL is built once.
+REFERENCE_TAKEN = Prepared(
+    lambda slot: (
+        VoucherOrder.select(VoucherOrder.id)
+        .where((VoucherOrder.client == slot("client")) & (VoucherOrder.client_reference == slot("reference")))
+        .limit(1)
+    )
+)
+NEW_ORDER = Prepared.insert(VoucherOrder)
+ORDER = Prepared(lambda slot: with_product().where(VoucherOrder.id == slot("order")).limit(1))
+SETTLE = Prepared(
+    lambda slot: VoucherOrder.update(
+        status=slot("status"), delivered_quantity=slot("delivered"), updated_at=slot("updated_at")
+    ).where(
+        (VoucherOrder.id == slot("order"))
+        & (VoucherOrder.status == PENDING)
+        & (VoucherOrder.delivered_quantity == slot("was_delivered"))
+    )
+)
+NEW_CODE = Prepared.insert(Voucher)
+CODES = Prepared(lambda slot: Voucher.select().where(Voucher.order == slot("order")).order_by(Voucher.position))

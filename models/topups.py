@@ -178,7 +178,7 @@ def price(client_id, product_id, amount, category=None, wallet_id=None, before_r
         before_rules(product)
     amount = Decimal(amount)
     variant = select_variant(product, amount, category)
-    wallet, rate = Wallet.paying(Client.get_by_id(client_id), wallets, product.currency.currency, wallet_id)
+    wallet, rate = Wallet.paying(Client.buying(client_id), wallets, product.currency.currency, wallet_id)
     discount = effective_discount(client_id, product.id, variant)
     quoted = charges(amount, 1, discount, product.currency.currency, wallet.currency, rate)
     return Priced(product, variant, wallet, quoted)

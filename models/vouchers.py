@@ -20,7 +20,7 @@ from operator import itemgetter
 
 from peewee import JOIN
 
-from octopus_cards.models.base import db
+from octopus_cards.models.base import Prepared, db
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import dumps
 from octopus_cards.models.exceptions import (
@@ -93,8 +93,12 @@ def visible(client_id):
 def offers(client_id, product_ids):
     """{product id: [(min, max, effective discount)]}, in the catalogue's order: the denominations
     and the client's own discount, in one query."""
+    return effective(offer_rows(client_id, Denomination.product.in_(product_ids)))
+
+
+def offer_rows(client_id, which):
     own = ClientDiscount.alias()
-    rows = (
+    return (
         Denomination.select(
             Denomination.product, Denomination.min_value, Denomination.max_value, Denomination.discount, own.discount
         )
@@ -103,10 +107,13 @@ def offers(client_id, product_ids):
             JOIN.LEFT_OUTER,
             on=(own.product_id == Denomination.product) & (own.client == client_id) & (own.vertical == "vouchers"),
         )
-        .where(Denomination.product.in_(product_ids))
+        .where(which)
         .order_by(Denomination.product, Denomination.position)
         .tuples()
     )
+
+
+def effective(rows):
     found = {}
     for product_id, low, high, discount, own_discount in rows:
         found.setdefault(product_id, []).append((low, high, max(discount, own_discount or 0)))
@@ -291,7 +298,7 @@ def encoded_product(client_id, product_id):
 
 
 def product_for(client_id, product_id):
-    product = visible(client_id).where(VoucherProduct.id == product_id).first()
+    product = VISIBLE_PRODUCT.first(client=client_id, product=product_id)
     if product is None:
         raise NotFound("Product")
     return product
@@ -304,7 +311,7 @@ def matching_range(client_id, product, denomination):
     denomination = Decimal(denomination)
     if decimals(denomination) > product.currency.precision:
         return None
-    for entry in offers(client_id, [product.id]).get(product.id, []):
+    for entry in effective(PRODUCT_OFFERS.rows(client=client_id, product=product.id)).get(product.id, []):
         if entry[0] <= denomination <= entry[1]:
             return entry
     return None
@@ -339,7 +346,7 @@ def price(client_id, product_id, denomination, quantity, wallet_id=None, before_
     entry = matching_range(client_id, product, denomination)
     if entry is None:
         raise InvalidDenomination()
-    client = Client.get_by_id(client_id)
+    client = Client.buying(client_id)
     if quantity > client.bulk_limit:
         raise QuantityAboveLimit()
     wallet, rate = Wallet.paying(client, wallets, product.currency.currency, wallet_id)
@@ -353,3 +360,8 @@ def quote(client_id, product_id, denomination, quantity, wallet_id=None):
     priced = price(client_id, product_id, denomination, quantity, wallet_id)
     shown_charges = priced.charges.public(priced.product.currency.precision, priced.wallet.precision)
     return {**shown_charges, "max_quantity": priced.bulk_limit}
+
+
+# Every quote and order reads these: their SQL is built once.
+VISIBLE_PRODUCT = Prepared(lambda slot: visible(slot("client")).where(VoucherProduct.id == slot("product")).limit(1))
+PRODUCT_OFFERS = Prepared(lambda slot: offer_rows(slot("client"), Denomination.product == slot("product")))

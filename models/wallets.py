@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from peewee import Case, CharField, DateTimeField, ForeignKeyField, IntegerField, IntegrityError, TextField, fn
 
-from octopus_cards.models.base import BaseModel, db, utcnow, write_txn
+from octopus_cards.models.base import BaseModel, Prepared, db, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import timestamp
 from octopus_cards.models.exceptions import (
@@ -209,8 +209,7 @@ class Wallet(BaseModel):
     def payers(cls, client_id, wallet_id=None):
         """The client's wallets that could pay an order; Wallet not found when `wallet_id` is
         given and is not one of them."""
-        rows = cls.select(cls.id, Currency.currency, Currency.precision).join(Currency).where(cls.client == client_id)
-        wallets = [PayingWallet(*row) for row in rows.tuples()]
+        wallets = [PayingWallet(*row) for row in PAYERS.rows(client=client_id)]
         if wallet_id is not None and all(wallet.id != wallet_id for wallet in wallets):
             raise NotFound("Wallet")
         return wallets
@@ -245,31 +244,23 @@ class Wallet(BaseModel):
             raise Refused("the amount must be above 0")
         debit = transaction_type == DEBIT
         with write_txn():
-            wallet = (
-                cls.select(cls.id, cls.client, Currency.id, Currency.currency, Currency.precision)
-                .join(Currency)
-                .where(cls.id == wallet_id)
-                .tuples()
-                .first()
-            )
+            wallet = POSTING.first(wallet=wallet_id)
             if wallet is None:
                 raise NotFound("Wallet")
-            _, client_id, currency_id, code, precision = wallet
+            client_id, currency_id, code, precision = wallet
             if debit:
-                covered = (cls.amount >= amount) | ((cls.type == POSTPAID) & (cls.amount >= amount - BALANCE_LIMIT))
-                changed = cls.update(amount=cls.amount - amount).where((cls.id == wallet_id) & covered)
+                changed = DEBIT_BALANCE.execute(wallet=wallet_id, amount=amount, floor=amount - BALANCE_LIMIT)
             else:
-                changed = cls.update(amount=cls.amount + amount).where(
-                    (cls.id == wallet_id) & (cls.amount <= BALANCE_LIMIT - amount)
-                )
-            if changed.execute() != 1:
+                changed = CREDIT_BALANCE.execute(wallet=wallet_id, amount=amount, ceiling=BALANCE_LIMIT - amount)
+            if changed.rowcount != 1:
                 raise InsufficientBalance() if debit else BalanceLimitExceeded(BALANCE_LIMIT)
             source, destination, rate = fx or (None, None, None)
             verb = "debited" if debit else "credited"
-            transaction = Transaction.create(
+            transaction = Transaction(
                 wallet=wallet_id,
                 amount=amount,
                 transaction_type=transaction_type,
+                status=COMPLETED,
                 source_currency=source,
                 destination_currency=destination,
                 forex_rate=None if rate is None else str(rate),
@@ -277,7 +268,9 @@ class Wallet(BaseModel):
                 remarks=f"{code} Wallet {verb} by amount {in_units(amount, precision)} - {reason}",
                 order_vertical=order[0] if order else None,
                 order_id=order[1] if order else None,
+                created_at=utcnow(),
             )
+            transaction.id = NEW_TRANSACTION.execute_returning_id(**transaction.__data__)
             data = Transaction.public(
                 (transaction.id, wallet_id, currency_id, precision, transaction.amount, transaction_type,
                  transaction.status, source, destination, transaction.forex_rate, transaction.conversion_charges,
@@ -372,3 +365,37 @@ PUBLIC_FIELDS = (
     Transaction.remarks,
     Transaction.created_at,
 )
+
+
+# Every quote and order reads the client's wallets, and debits and refunds through `post`: their
+# statements are built once.
+PAYERS = Prepared(
+    lambda slot: (
+        Wallet.select(Wallet.id, Currency.currency, Currency.precision)
+        .join(Currency)
+        .where(Wallet.client == slot("client"))
+        .tuples()
+    )
+)
+POSTING = Prepared(
+    lambda slot: (
+        Wallet.select(Wallet.client, Currency.id, Currency.currency, Currency.precision)
+        .join(Currency)
+        .where(Wallet.id == slot("wallet"))
+        .tuples()
+        .limit(1)
+    )
+)
+# The debit's condition is in its UPDATE: of concurrent debits only those the balance covers match.
+DEBIT_BALANCE = Prepared(
+    lambda slot: Wallet.update(amount=Wallet.amount - slot("amount")).where(
+        (Wallet.id == slot("wallet"))
+        & ((Wallet.amount >= slot("amount")) | ((Wallet.type == POSTPAID) & (Wallet.amount >= slot("floor"))))
+    )
+)
+CREDIT_BALANCE = Prepared(
+    lambda slot: Wallet.update(amount=Wallet.amount + slot("amount")).where(
+        (Wallet.id == slot("wallet")) & (Wallet.amount <= slot("ceiling"))
+    )
+)
+NEW_TRANSACTION = Prepared.insert(Transaction)

@@ -16,7 +16,7 @@ import time
 from ksuid import Ksuid
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
-from octopus_cards.models.base import BaseModel, db, utcnow, write_txn
+from octopus_cards.models.base import BaseModel, Prepared, db, utcnow, write_txn
 from octopus_cards.models.clients import Client
 from octopus_cards.models.encoding import dumps, timestamp
 from octopus_cards.models.exceptions import Refused
@@ -61,7 +61,7 @@ class Event(BaseModel):
         """Write the event of `event_type` with `data`, and a delivery to each endpoint of the
         client that subscribes to it; call inside the change's transaction."""
         event = cls.new(client_id, event_type, data)
-        for endpoint in WebhookEndpoint.select().where(WebhookEndpoint.client == client_id):
+        for endpoint in ENDPOINTS_OF.rows(client=client_id):
             if event_type in endpoint.subscriptions():
                 Delivery.open(event, endpoint)
         return event
@@ -70,7 +70,8 @@ class Event(BaseModel):
     def new(cls, client_id, event_type, data):
         event_id, now = f"evt_{Ksuid()}", utcnow()
         body = dumps({"id": event_id, "type": event_type, "created_at": timestamp(now), "data": data})
-        return cls.create(id=event_id, client=client_id, type=event_type, body=body, created_at=now)
+        NEW_EVENT.execute(id=event_id, client=client_id, type=event_type, body=body, created_at=now)
+        return cls(id=event_id, client=client_id, type=event_type, body=body, created_at=now)
 
 
 class WebhookEndpoint(BaseModel):
@@ -171,6 +172,11 @@ class WebhookEndpoint(BaseModel):
             "webhook-timestamp": str(sent_at),
             "webhook-signature": " ".join(signatures),
         }
+
+
+# Every balance change and every order's end records an event: their SQL is built once.
+NEW_EVENT = Prepared.insert(Event)
+ENDPOINTS_OF = Prepared(lambda slot: WebhookEndpoint.select().where(WebhookEndpoint.client == slot("client")))
 
 
 class Delivery(BaseModel):
