@@ -134,7 +134,10 @@ def utcnow():
 
 
 def connect(url):
-    """Bind the models to the database at `url` (sqlite:///path or postgresql://...)."""
+    """Bind the models to the database at `url` (sqlite:///path or postgresql://...); already bound
+    to it, they stay as they are (a new binding would strand the transactions under way)."""
+    if db.obj is not None and db.obj.url == url:
+        return db.obj
     scheme, sep, rest = url.partition("://")
     # Handlers open and close a connection per request: a pool makes that a check-out, and
     # the pragmas are set once per connection instead of once per request.
@@ -158,6 +161,7 @@ def connect(url):
         )
     else:
         raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:// or postgresql://")
+    database.url = url
     db.initialize(database)
     return database
 
