@@ -6,7 +6,7 @@ import datetime
 
 from peewee import CharField, DateTimeField, IntegerField, TextField
 
-from octopus_cards.models.base import BaseModel, on_sqlite, utcnow, write_txn
+from octopus_cards.models.base import BaseModel, Prepared, on_sqlite, utcnow, write_txn
 
 
 def clock():
@@ -35,24 +35,25 @@ class Job(BaseModel):
         `after` seconds from now."""
         now = clock()
         held = None if held_for is None else now + datetime.timedelta(seconds=held_for)
-        return cls.create(kind=kind, subject_id=subject_id, run_after=now + datetime.timedelta(seconds=after),
-                          locked_until=held, attempts=0 if held is None else 1)  # fmt: skip
+        NEW_JOB.execute(
+            kind=kind, subject_id=subject_id, attempts=0 if held is None else 1,
+            run_after=now + datetime.timedelta(seconds=after), locked_until=held, created_at=utcnow(),
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, kind, subject_id):
+        """The job of `kind` on `subject_id`, or None."""
+        return JOB_OF.first(kind=kind, subject_id=subject_id)
 
     @classmethod
     def claim(cls, lease, limit, kind):
         """Up to `limit` due jobs of `kind`, each leased to the caller for `lease` seconds."""
         now = clock()
-        due = (
-            cls.select()
-            .where(
-                (cls.kind == kind)
-                & cls.finished_at.is_null()
-                & (cls.run_after <= now)
-                & (cls.locked_until.is_null() | (cls.locked_until < now))
-            )
-            .order_by(cls.run_after, cls.id)
-            .limit(limit)
-        )
+        # Every lane of every process looks several times a second: a read (which waits for no
+        # writer) settles that there is nothing to do, without taking the write lock.
+        if not ANY_DUE.first(kind=kind, now=now):
+            return []
+        due = due_jobs(kind, now).limit(limit)
         with write_txn():
             jobs = list(due if on_sqlite() else due.for_update(skip_locked=True))
             until = now + datetime.timedelta(seconds=lease)
@@ -72,9 +73,35 @@ class Job(BaseModel):
 
     def finish(self):
         with write_txn():
-            Job.update(finished_at=utcnow(), locked_until=None).where(Job.id == self.id).execute()
+            FINISH_JOB.execute(job=self.id, finished_at=utcnow())
 
     def retry_after(self, seconds, error):
         run_after = clock() + datetime.timedelta(seconds=seconds)
         with write_txn():
             Job.update(run_after=run_after, locked_until=None, last_error=error).where(Job.id == self.id).execute()
+
+
+def due_jobs(kind, now):
+    return (
+        Job.select()
+        .where(
+            (Job.kind == kind)
+            & Job.finished_at.is_null()
+            & (Job.run_after <= now)
+            & (Job.locked_until.is_null() | (Job.locked_until < now))
+        )
+        .order_by(Job.run_after, Job.id)
+    )
+
+
+# Every order, delivery and receipt writes and finishes a job: their SQL is built once.
+NEW_JOB = Prepared.insert(
+    Job, (Job.kind, Job.subject_id, Job.attempts, Job.run_after, Job.locked_until, Job.created_at)
+)
+ANY_DUE = Prepared(lambda slot: due_jobs(slot("kind"), slot("now")).limit(1))
+JOB_OF = Prepared(
+    lambda slot: Job.select().where((Job.kind == slot("kind")) & (Job.subject_id == slot("subject_id"))).limit(1)
+)
+FINISH_JOB = Prepared(
+    lambda slot: Job.update(finished_at=slot("finished_at"), locked_until=None).where(Job.id == slot("job"))
+)

@@ -234,7 +234,7 @@ def held_job_runner(kind, order_id, runtime):
 
     def first_call():
         with models.db.connection_context():
-            job = Job.get((Job.kind == kind) & (Job.subject_id == order_id))
+            job = Job.of(kind, order_id)
         run_one(job, runtime)
 
     return first_call
@@ -281,7 +281,7 @@ def esim_status(order_id):
 def ping(delivery, runtime):
     """`webhook ping`: run the ping's held delivery job now; the outcome of its one attempt."""
     with models.db.connection_context():
-        job = Job.get_or_none((Job.kind == webhooks.JOB_KIND) & (Job.subject_id == delivery.id))
+        job = Job.of(webhooks.JOB_KIND, delivery.id)
     if job is not None:  # none for a disabled endpoint: the delivery was recorded failed at once
         run_one(job, runtime)
     with models.db.connection_context():
