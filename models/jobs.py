@@ -53,12 +53,11 @@ class Job(BaseModel):
         # writer) settles that there is nothing to do, without taking the write lock.
         if not ANY_DUE.first(kind=kind, now=now):
             return []
-        due = due_jobs(kind, now).limit(limit)
         with write_txn():
-            jobs = list(due if on_sqlite() else due.for_update(skip_locked=True))
+            jobs = CLAIMABLE.rows(kind=kind, now=now, limit=limit)
             until = now + datetime.timedelta(seconds=lease)
             for job in jobs:
-                cls.update(locked_until=until, attempts=cls.attempts + 1).where(cls.id == job.id).execute()
+                LEASE.execute(job=job.id, until=until)
                 job.attempts += 1
         return jobs
 
@@ -94,11 +93,22 @@ def due_jobs(kind, now):
     )
 
 
+def claimable(slot):
+    """PostgreSQL's claims skip the rows another claim has locked; on SQLite the write lock
+    serialises them."""
+    due = due_jobs(slot("kind"), slot("now")).limit(slot("limit"))
+    return due if on_sqlite() else due.for_update(skip_locked=True)
+
+
 # Every order, delivery and receipt writes and finishes a job: their SQL is built once.
 NEW_JOB = Prepared.insert(
     Job, (Job.kind, Job.subject_id, Job.attempts, Job.run_after, Job.locked_until, Job.created_at)
 )
 ANY_DUE = Prepared(lambda slot: due_jobs(slot("kind"), slot("now")).limit(1))
+CLAIMABLE = Prepared(claimable)
+LEASE = Prepared(
+    lambda slot: Job.update(locked_until=slot("until"), attempts=Job.attempts + 1).where(Job.id == slot("job"))
+)
 JOB_OF = Prepared(
     lambda slot: Job.select().where((Job.kind == slot("kind")) & (Job.subject_id == slot("subject_id"))).limit(1)
 )

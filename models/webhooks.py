@@ -204,8 +204,9 @@ class Delivery(BaseModel):
         if not endpoint.is_active:
             return cls.create(event=event, endpoint=endpoint, status=FAILED, last_error=ENDPOINT_DISABLED,
                               created_at=now)  # fmt: skip
-        delivery = cls.create(event=event, endpoint=endpoint, status=PENDING, last_attempt=last_attempt,
-                              next_attempt_at=now, created_at=now)  # fmt: skip
+        delivery = cls(event=event, endpoint=endpoint, status=PENDING, attempts=0, last_attempt=last_attempt,
+                       next_attempt_at=now, created_at=now)  # fmt: skip
+        delivery.id = NEW_DELIVERY.execute_returning_id(**delivery.__data__)
         Job.enqueue(JOB_KIND, delivery.id, held_for=hold)
         return delivery
 
@@ -297,9 +298,9 @@ class Delivery(BaseModel):
         `response_start`). A 410 disables the endpoint (9.5)."""
         now = utcnow()
         with write_txn():
-            DeliveryAttempt.create(delivery=self, number=number, started_at=started, sent_at=sent_at,
-                                   http_status=result.http_status, duration_ms=result.duration_ms,
-                                   error=result.error, response_start=result.response_start)  # fmt: skip
+            NEW_ATTEMPT.execute(delivery=self.id, number=number, started_at=started, sent_at=sent_at,
+                                http_status=result.http_status, duration_ms=result.duration_ms, error=result.error,
+                                response_start=result.response_start)  # fmt: skip
             if result.ok:
                 status, next_at = DELIVERED, None
             elif result.http_status == GONE or number >= self.budget(retry_schedule):
@@ -307,7 +308,8 @@ class Delivery(BaseModel):
             else:
                 status = PENDING
                 next_at = now + datetime.timedelta(seconds=retry_schedule[number - 1])
-            Delivery.update(
+            SETTLE_DELIVERY.execute(
+                delivery=self.id,
                 status=status,
                 attempts=number,
                 next_attempt_at=next_at,
@@ -315,7 +317,7 @@ class Delivery(BaseModel):
                 last_error=result.error,
                 last_sent_at=sent_at,
                 delivered_at=now if status == DELIVERED else None,
-            ).where(Delivery.id == self.id).execute()
+            )
             if result.http_status == GONE:
                 WebhookEndpoint.update(is_active=False).where(WebhookEndpoint.id == self.endpoint_id).execute()
         return status, next_at
@@ -340,6 +342,46 @@ class DeliveryAttempt(BaseModel):
     response_start = TextField()  # the first 1 KiB of the response body
 
 
+# Every delivery runs these: their SQL is built once.
+NEW_DELIVERY = Prepared.insert(
+    Delivery,
+    (
+        Delivery.event,
+        Delivery.endpoint,
+        Delivery.status,
+        Delivery.attempts,
+        Delivery.last_attempt,
+        Delivery.next_attempt_at,
+        Delivery.created_at,
+    ),  # fmt: skip
+)
+DELIVERY = Prepared(
+    lambda slot: (
+        Delivery.select(Delivery, Event, WebhookEndpoint)
+        .join_from(Delivery, Event)
+        .join_from(Delivery, WebhookEndpoint)
+        .where(Delivery.id == slot("delivery"))
+        .limit(1)
+    )
+)
+NEW_ATTEMPT = Prepared.insert(DeliveryAttempt)
+SETTLE_DELIVERY = Prepared(
+    lambda slot: Delivery.update(
+        {
+            field: slot(field.name)
+            for field in (
+                Delivery.status,
+                Delivery.attempts,
+                Delivery.next_attempt_at,
+                Delivery.last_status,
+                Delivery.last_error,
+                Delivery.last_sent_at,
+                Delivery.delivered_at,
+            )
+        }  # fmt: skip
+    ).where(Delivery.id == slot("delivery"))
+)
+
 BUSY_RETRY = 1  # seconds before a delivery to an endpoint with no free slot is looked at again
 
 
@@ -351,13 +393,7 @@ def attempt(job, send, retry_schedule, slot):
     not counted as an attempt. The delivery's status after it. No database connection is held
     while the receiver takes its time."""
     with db.connection_context():
-        delivery = (
-            Delivery.select(Delivery, Event, WebhookEndpoint)
-            .join_from(Delivery, Event)
-            .join_from(Delivery, WebhookEndpoint)
-            .where(Delivery.id == job.subject_id)
-            .get_or_none()
-        )
+        delivery = DELIVERY.first(delivery=job.subject_id)
         if delivery is None or delivery.status != PENDING:
             job.finish()
             return None
