@@ -148,6 +148,28 @@ class Jwt:
         return client_id, claims["jti"], claims["exp"] <= now - self.leeway
 
 
+def access_claims(codec, token):
+    """(client_id, jti) of an acceptable, unexpired access token; Unauthorized with the contract's
+    message otherwise."""
+    try:
+        client_id, jti, expired = codec.verify(token, "access")
+    except Unauthorized:
+        raise Unauthorized("Invalid token") from None
+    if expired:
+        raise Unauthorized("Token expired")
+    return client_id, jti
+
+
+def bearer_claims(codec, header):
+    """access_claims of the token of an `Authorization: Bearer <token>` header."""
+    if not header.strip():
+        raise Unauthorized("Authorization header required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("Invalid token")
+    return access_claims(codec, token)
+
+
 def token_payload(client_id, pair):
     access, refresh = pair
     fmt = "%Y-%m-%dT%H:%M:%SZ"
@@ -224,6 +246,12 @@ def token_state(jti):
         .where(Token.jti == jti)
         .tuples()
     )
+    return state_of(rows)
+
+
+def state_of(rows):
+    """The token-state rows (token, family generation, client status, one allowlist entry each)
+    as one record; None for no rows."""
     if not rows:
         return None
     client_id, family_id, token_use, revoked_at, used_at, generation, current, active, _ = rows[0]

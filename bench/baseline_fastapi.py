@@ -100,12 +100,7 @@ def create_app():
         if credentials is None:
             header = request.headers.get("authorization", "").strip()
             raise common.Unauthorized("Invalid token" if header else "Authorization header required")
-        try:
-            client_id, jti, expired = codec.verify(credentials.credentials, "access")
-        except common.Unauthorized:
-            raise common.Unauthorized("Invalid token") from None
-        if expired:
-            raise common.Unauthorized("Token expired")
+        client_id, jti = common.access_claims(codec, credentials.credentials)
         with db.connection_context():
             return common.authorize(jti, client_id, address_of(request))
 

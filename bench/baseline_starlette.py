@@ -23,7 +23,7 @@ class Json(Response):
     media_type = "application/json"
 
     def render(self, content):
-        return json.dumps(content).encode()
+        return content if isinstance(content, bytes) else json.dumps(content).encode()  # bytes: encoded already
 
 
 def error(status, message):
@@ -31,46 +31,68 @@ def error(status, message):
     return Json(common.error_body(status, message), status_code=status, headers=headers)
 
 
+async def json_body(request):
+    """(the parsed JSON body, None), or (None, the error answer)."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return None, error(415, "Content-Type must be application/json")
+    try:
+        return json.loads(await request.body()), None
+    except ValueError:
+        return None, Json(
+            {"error": {"name": "SyntaxError", "code": "SYNTAX_ERROR", "message": "Invalid request body"}},
+            status_code=400,
+        )
+
+
+async def login_request(request):
+    """(username and password, None), or (None, the error answer)."""
+    body, failed = await json_body(request)
+    fields = None if failed else common.login_fields(body)
+    if not failed and fields is None:
+        failed = error(400, "Username and password are required")
+    return fields, failed
+
+
+async def refresh_request(request):
+    """(the refresh token, None), or (None, the error answer)."""
+    body, failed = await json_body(request)
+    token = body.get("refresh_token") if isinstance(body, dict) else None
+    if not failed and (not isinstance(token, str) or not token):
+        failed = error(400, "Refresh token is required")
+    return (None if failed else token), failed
+
+
+def address_of(request, settings):
+    peer = request.client.host if request.client else None
+    return common.caller_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+
+
+def app_of(currencies, currency, login, refresh, logout):
+    """The app of these endpoints, with the contract's response headers."""
+    routes = [
+        Route("/api/v1/currencies", currencies, methods=["GET"]),
+        Route("/api/v1/currencies/{currency_id:int}", currency, methods=["GET"]),
+        Route("/auth/login", login, methods=["POST"]),
+        Route("/auth/refresh", refresh, methods=["POST"]),
+        Route("/auth/logout", logout, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(common.RequestId)])
+
+
+CURRENCY_NOT_FOUND = {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}}
+
+
 def create_app():
     settings = common.setup()
     codec = common.Jwt(settings)
 
-    def peer(request):
-        return request.client.host if request.client else None
-
-    def address_of(request):
-        return common.caller_address(peer(request), request.headers.get("x-forwarded-for"), settings.trusted_proxies)
-
     def verified_bearer(request):
-        header = request.headers.get("authorization", "")
-        if not header.strip():
-            raise common.Unauthorized("Authorization header required")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token or " " in token:
-            raise common.Unauthorized("Invalid token")
-        try:
-            client_id, jti, expired = codec.verify(token, "access")
-        except common.Unauthorized:
-            raise common.Unauthorized("Invalid token") from None
-        if expired:
-            raise common.Unauthorized("Token expired")
-        return client_id, jti
-
-    async def json_body(request):
-        if not request.headers.get("content-type", "").startswith("application/json"):
-            return None, error(415, "Content-Type must be application/json")
-        try:
-            return json.loads(await request.body()), None
-        except ValueError:
-            return None, Json(
-                {"error": {"name": "SyntaxError", "code": "SYNTAX_ERROR", "message": "Invalid request body"}},
-                status_code=400,
-            )
+        return common.bearer_claims(codec, request.headers.get("authorization", ""))
 
     async def currencies(request):
         try:
             client_id, jti = verified_bearer(request)
-            address = address_of(request)
+            address = address_of(request, settings)
 
             def work():
                 with db.connection_context():
@@ -87,7 +109,7 @@ def create_app():
     async def currency(request):
         try:
             client_id, jti = verified_bearer(request)
-            address = address_of(request)
+            address = address_of(request, settings)
             currency_id = request.path_params["currency_id"]
 
             def work():
@@ -101,20 +123,14 @@ def create_app():
         except common.Forbidden:
             return error(403, "IP address not authorized")
         if row is None:
-            return Json(
-                {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}},
-                status_code=404,
-            )
+            return Json(CURRENCY_NOT_FOUND, status_code=404)
         return Json(row, headers=common.CACHE_HEADERS)
 
     async def login(request):
-        body, failed = await json_body(request)
+        fields, failed = await login_request(request)
         if failed:
             return failed
-        fields = common.login_fields(body)
-        if fields is None:
-            return error(400, "Username and password are required")
-        address = address_of(request)
+        address = address_of(request, settings)
 
         def work():
             with db.connection_context():
@@ -128,13 +144,10 @@ def create_app():
             return error(403, "IP address not authorized")
 
     async def refresh(request):
-        body, failed = await json_body(request)
+        token, failed = await refresh_request(request)
         if failed:
             return failed
-        token = body.get("refresh_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            return error(400, "Refresh token is required")
-        address = address_of(request)
+        address = address_of(request, settings)
 
         def work():
             with db.connection_context():
@@ -150,7 +163,7 @@ def create_app():
     async def logout(request):
         try:
             client_id, jti = verified_bearer(request)
-            address = address_of(request)
+            address = address_of(request, settings)
 
             def work():
                 with db.connection_context():
@@ -162,14 +175,7 @@ def create_app():
         except common.Forbidden:
             return error(403, "IP address not authorized")
 
-    routes = [
-        Route("/api/v1/currencies", currencies, methods=["GET"]),
-        Route("/api/v1/currencies/{currency_id:int}", currency, methods=["GET"]),
-        Route("/auth/login", login, methods=["POST"]),
-        Route("/auth/refresh", refresh, methods=["POST"]),
-        Route("/auth/logout", logout, methods=["POST"]),
-    ]
-    return Starlette(routes=routes, middleware=[Middleware(common.RequestId)])
+    return app_of(currencies, currency, login, refresh, logout)
 
 
 if __name__ == "__main__":

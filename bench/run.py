@@ -21,11 +21,13 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
    required input field, eSIMs with three variants), a client with those features and a USD wallet
    funded for millions of orders, and (through octopus-cards) one voucher order, the one order_get
    reads;
-2. checks that the three servers give the same answers: `octopus-cards serve`, the FastAPI
-   baseline (bench/baseline_fastapi.py, what a team would otherwise pick) and the raw Starlette
-   floor (bench/baseline_starlette.py), all on uvicorn with `serve`'s settings;
+2. checks that the servers give the same answers: `octopus-cards serve`, the FastAPI baseline
+   (bench/baseline_fastapi.py, what a team would otherwise pick), a raw Starlette app that hands
+   its peewee work to a thread pool as octopus-cards does (bench/baseline_starlette.py), and, on
+   SQLite, the honest floor (bench/baseline_floor.py: raw Starlette, plain SQL on the event loop's
+   thread over one connection, no hand-off), all on uvicorn with `serve`'s settings;
 3. for each scenario, in R rounds, measures each server in turn (octopus, fastapi, starlette,
-   octopus, ...), each time started fresh (so only the measured server holds database
+   floor, octopus, ...), each time started fresh (so only the measured server holds database
    connections), warmed up, then loaded by wrk with 32 connections for seconds/R seconds:
      get           GET /api/v1/currencies, authenticated (165 rows of JSON)
      get_one       GET /api/v1/currencies/1, authenticated (tiny body: mostly auth + framework)
@@ -53,9 +55,10 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
                    after the other scenarios, as each eSIM leaves a watch job for later servers
    The order scenarios check every answer (status and body); any other answer makes the run
    invalid, as does a wrong answer in the check of step 2;
-4. prints a markdown table (rps, p50, p99, errors, ratios vs FastAPI and vs Starlette, and of each
-   octopus-only scenario vs octopus-cards' own GET or login of the same run; the issue's goals:
-   voucher products and order against those) and writes bench/results/<timestamp>.json and .png;
+4. prints a markdown table (rps, p50, p99, errors, ratios vs FastAPI, Starlette and the floor,
+   and of each octopus-only scenario vs octopus-cards' own GET or login of the same run; the
+   issues' goals: voucher products and order against those, GET, login and refresh against the
+   floor) and writes bench/results/<timestamp>.json and .png;
 5. with --scale, the scale probe: GET /api/v1/currencies/1 on octopus-cards with 1,000 vs
    1,000,000 issued-token rows (two databases, measured interleaved, at 1 and 32
    connections), and the time of one logout for a client with 10,000 vs 100 outstanding tokens;
@@ -127,12 +130,14 @@ LUA = BENCH / "lua"
 RESULTS = BENCH / "results"
 HOST = "127.0.0.1"
 CONNECTIONS = 32
-SERVERS = ("octopus", "fastapi", "starlette")
+SERVERS = ("octopus", "fastapi", "starlette", "floor")
 # --reference-octopus: another build of octopus-cards, run right after ours in each round.
-REFERENCE_SERVERS = ("octopus", "reference", "fastapi", "starlette")
+REFERENCE_SERVERS = ("octopus", "reference", "fastapi", "starlette", "floor")
+BASELINES = ("fastapi", "starlette", "floor")  # bench/baseline_<kind>.py
+SQLITE_ONLY = ("floor",)
 OCTOPUS_BUILDS = ("octopus", "reference")  # the kinds that are `octopus-cards serve`
 LABELS = {"reference": "octopus (reference)"}
-COUNTS = {3: "three", 4: "four"}
+COUNTS = {3: "three", 4: "four", 5: "five"}
 POSTGRES_ADMIN_URL = (
     os.environ.get("OCTOPUS_BENCH_POSTGRES_URL")
     or os.environ.get("OCTOPUS_TEST_POSTGRES_URL")
@@ -432,7 +437,7 @@ class Workspace:
         )
         if server in OCTOPUS_BUILDS:  # the reference is measured under the same settings as ours
             env.update(self.args.octopus_env)
-        if server in ("fastapi", "starlette"):
+        if server in BASELINES:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
         if server == "reference":  # its own installed code: a PYTHONPATH (say, this checkout) would shadow it
             env.pop("PYTHONPATH", None)
@@ -1291,7 +1296,7 @@ def compute_ratios(rows, scenarios, workers_list):
         for workers in workers_list:
             octo = find(rows, scenario, "octopus", workers)
             entry = {"scenario": scenario, "workers": workers}
-            for base in ("fastapi", "starlette", "reference"):
+            for base in ("fastapi", "starlette", "floor", "reference"):
                 other = find(rows, scenario, base, workers)
                 if octo and other:
                     entry[f"vs_{base}"] = {
@@ -1354,6 +1359,11 @@ def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, datab
         ("get", "starlette", 0.6),
         ("login", "fastapi", 1.0),
         ("refresh", "fastapi", 1.0),
+        # Issue 15: against the honest floor.
+        ("get", "floor", 0.6),
+        ("get_one", "floor", 0.6),
+        ("login", "floor", 0.5),
+        ("refresh", "floor", 0.5),
     ):
         value = ratio_of(ratios, scenario, w, base)
         if value is not None:
@@ -1490,11 +1500,12 @@ def markdown(
     if rows:  # none when only a probe ran
         out.append(
             "| scenario | server | w | rps | p50 ms | p99 ms | errors | rps vs FastAPI | rps vs Starlette |"
+            + " rps vs floor |"
             + (" rps vs own |" if with_own else "")
             + (" rps vs reference |" if with_reference else "")
         )
         out.append(
-            "|---|---|---|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
             + ("---:|" if with_own else "")
             + ("---:|" if with_reference else "")
         )
@@ -1504,10 +1515,11 @@ def markdown(
                     row = find(rows, scenario, server, workers)
                     if not row:
                         continue
-                    vs_f = vs_s = vs_o = vs_r = ""
+                    vs_f = vs_s = vs_fl = vs_o = vs_r = ""
                     if server == "octopus":
                         vs_f = fmt_ratio(ratio_of(ratios, scenario, workers, "fastapi"))
                         vs_s = fmt_ratio(ratio_of(ratios, scenario, workers, "starlette"))
+                        vs_fl = fmt_ratio(ratio_of(ratios, scenario, workers, "floor"))
                         vs_r = fmt_ratio(ratio_of(ratios, scenario, workers, "reference"))
                         own = ratio_of(ratios, scenario, workers, "own")
                         if scenario in OWN_BASES:
@@ -1516,8 +1528,7 @@ def markdown(
                     out.append(
                         f"| {SCENARIOS[scenario]['title']} | {label(server)} | {workers} | {row['rps']:.0f}{flag} | "
                         f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['error_count']} | {vs_f} | {vs_s} |"
-                        + (f" {vs_o} |" if with_own else "")
-                        + (f" {vs_r} |" if with_reference else "")
+                        f" {vs_fl} |" + (f" {vs_o} |" if with_own else "") + (f" {vs_r} |" if with_reference else "")
                     )
         for row in rows:
             if "drain_s" in row:
@@ -1699,7 +1710,13 @@ def chart(path, meta, rows, scale, scenarios, workers_list, servers=SERVERS):
     width = max(6.5, 0.8 * len(scenarios) + 1.5) if crowded else 6.5
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, 5.2 + crowded), squeeze=False)
     axes = list(axes[0])
-    colours = {"octopus": "#2b6cb0", "reference": "#90cdf4", "fastapi": "#38a169", "starlette": "#a0aec0"}
+    colours = {
+        "octopus": "#2b6cb0",
+        "reference": "#90cdf4",
+        "fastapi": "#38a169",
+        "starlette": "#a0aec0",
+        "floor": "#4a5568",
+    }
     targets = [(server, w) for w in workers_list for server in servers]
     width = 0.8 / len(targets)
     pairs = (
@@ -2679,6 +2696,8 @@ def parse_args(argv=None):
         if not (os.path.isfile(args.reference_octopus) and os.access(args.reference_octopus, os.X_OK)):
             parser.error(f"--reference-octopus: {args.reference_octopus} is not an executable file")
     args.servers = REFERENCE_SERVERS if args.reference_octopus else SERVERS
+    if args.database != "sqlite":
+        args.servers = tuple(server for server in args.servers if server not in SQLITE_ONLY)
     args.scale = args.scale or args.scale_only
     # --smoke runs both probes, unless it is asked for the other one only.
     args.fulfilment = args.fulfilment or args.fulfilment_only or (smoke and not args.webhooks_only)
