@@ -1,6 +1,6 @@
 """Persistence: peewee models bound to one database chosen by URL at start-up."""
 
-from octopus_cards.models.base import connect, db, migrate, write_txn
+from octopus_cards.models.base import connect, db, migrate, on_sqlite, write_txn
 from octopus_cards.models.clients import FEATURES, Client, ClientFeature, ClientIpAllow
 from octopus_cards.models.maintenance import prune
 from octopus_cards.models.products import (
@@ -50,6 +50,7 @@ __all__ = [
     "connect",
     "db",
     "migrate",
+    "on_sqlite",
     "prune",
     "write_txn",
 ]

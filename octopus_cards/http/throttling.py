@@ -13,16 +13,21 @@ from octopus_cards.models import RateLimitHit
 SHARED_CLASS = "default"
 
 
+def counted(runtime, operation_id):
+    """Whether requests of `operation_id` are counted (a write each)."""
+    return runtime.settings.rate_limits.get(runtime.policies[operation_id].rate_limit) is not None
+
+
 def enforce(runtime, operation_id, key, address, client_id=None):
     """Count this request of `operation_id` for `key`; 429 once its bucket's minute is full.
 
     Call within a database connection. Requests refused here are not counted, so
     `Retry-After` is exactly when the next one will be admitted.
     """
-    limit_class = runtime.policies[operation_id].rate_limit
-    limit = runtime.settings.rate_limits.get(limit_class)
-    if limit is None:
+    if not counted(runtime, operation_id):
         return
+    limit_class = runtime.policies[operation_id].rate_limit
+    limit = runtime.settings.rate_limits[limit_class]
     bucket = limit_class if limit_class == SHARED_CLASS else f"{limit_class}/{operation_id}"
     retry_after = RateLimitHit.admit(f"{bucket}:{key}", limit)
     if retry_after is not None:
