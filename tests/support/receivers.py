@@ -34,7 +34,11 @@ class WebhookReceiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (kill -9): nothing arrived
+                    self.close_connection = True
+                    return
                 with receiver.lock:
                     receiver.received.append((self.path, {k: v for k, v in self.headers.items()}, body))
                     answers = receiver.scripts.get(self.path, [200])
