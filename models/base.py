@@ -90,6 +90,17 @@ class Prepared:
         found = self.rows(**values)
         return found[0] if found else None
 
+    def create(self, instance):
+        """For an INSERT: write a model instance, as peewee's Model.create would (a field neither
+        given nor defaulted is null); the instance, with its new id if it had none."""
+        database = db.obj
+        _, _, template = self.compiled.get(database) or self.compile(database)
+        data = instance.__data__
+        new_id = self.execute_returning_id(**{name: data.get(name) for name, _, _ in template if name is not None})
+        if instance._pk is None:
+            instance._pk = new_id
+        return instance
+
     def execute_returning_id(self, **values):
         """For an INSERT: the new row's id (RETURNING on PostgreSQL, the rowid on SQLite)."""
         cursor = self.execute(**values)

@@ -95,15 +95,13 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
         raise InsufficientStock()
     try:
         with write_txn():
-            now = utcnow()
-            order_id = NEW_ORDER.execute_returning_id(
+            order_id = NEW_ORDER.create(VoucherOrder(
                 client=client_id, product=product.id, product_name=product.name, wallet=priced.wallet.id,
                 denomination=denomination, quantity=quantity, amount=quoted.non_discounted_total,
                 discount=quoted.discount_amount, total_payable=quoted.total_payable, client_reference=reference,
                 email=email, status=PENDING, base_currency=quoted.source_currency,
-                deduction_currency=quoted.destination_currency, delivered_quantity=0, supplier_calls=0,
-                created_at=now, updated_at=now,
-            )  # fmt: skip
+                deduction_currency=quoted.destination_currency,
+            )).id  # fmt: skip
             if product.stock is not None and VoucherProduct.take_stock(product.id, quantity) != 1:
                 raise InsufficientStock()
             if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)

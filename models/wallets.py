@@ -256,21 +256,20 @@ class Wallet(BaseModel):
                 raise InsufficientBalance() if debit else BalanceLimitExceeded(BALANCE_LIMIT)
             source, destination, rate = fx or (None, None, None)
             verb = "debited" if debit else "credited"
-            transaction = Transaction(
-                wallet=wallet_id,
-                amount=amount,
-                transaction_type=transaction_type,
-                status=COMPLETED,
-                source_currency=source,
-                destination_currency=destination,
-                forex_rate=None if rate is None else str(rate),
-                conversion_charges=None if rate is None else 0,
-                remarks=f"{code} Wallet {verb} by amount {in_units(amount, precision)} - {reason}",
-                order_vertical=order[0] if order else None,
-                order_id=order[1] if order else None,
-                created_at=utcnow(),
+            transaction = NEW_TRANSACTION.create(
+                Transaction(
+                    wallet=wallet_id,
+                    amount=amount,
+                    transaction_type=transaction_type,
+                    source_currency=source,
+                    destination_currency=destination,
+                    forex_rate=None if rate is None else str(rate),
+                    conversion_charges=None if rate is None else 0,
+                    remarks=f"{code} Wallet {verb} by amount {in_units(amount, precision)} - {reason}",
+                    order_vertical=order[0] if order else None,
+                    order_id=order[1] if order else None,
+                )
             )
-            transaction.id = NEW_TRANSACTION.execute_returning_id(**transaction.__data__)
             data = Transaction.public(
                 (transaction.id, wallet_id, currency_id, precision, transaction.amount, transaction_type,
                  transaction.status, source, destination, transaction.forex_rate, transaction.conversion_charges,

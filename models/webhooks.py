@@ -70,8 +70,7 @@ class Event(BaseModel):
     def new(cls, client_id, event_type, data):
         event_id, now = f"evt_{Ksuid()}", utcnow()
         body = dumps({"id": event_id, "type": event_type, "created_at": timestamp(now), "data": data})
-        NEW_EVENT.execute(id=event_id, client=client_id, type=event_type, body=body, created_at=now)
-        return cls(id=event_id, client=client_id, type=event_type, body=body, created_at=now)
+        return NEW_EVENT.create(cls(id=event_id, client=client_id, type=event_type, body=body, created_at=now))
 
 
 class WebhookEndpoint(BaseModel):
@@ -204,9 +203,8 @@ class Delivery(BaseModel):
         if not endpoint.is_active:
             return cls.create(event=event, endpoint=endpoint, status=FAILED, last_error=ENDPOINT_DISABLED,
                               created_at=now)  # fmt: skip
-        delivery = cls(event=event, endpoint=endpoint, status=PENDING, attempts=0, last_attempt=last_attempt,
-                       next_attempt_at=now, created_at=now)  # fmt: skip
-        delivery.id = NEW_DELIVERY.execute_returning_id(**delivery.__data__)
+        delivery = NEW_DELIVERY.create(cls(event=event, endpoint=endpoint, status=PENDING, last_attempt=last_attempt,
+                                           next_attempt_at=now, created_at=now))  # fmt: skip
         Job.enqueue(JOB_KIND, delivery.id, held_for=hold)
         return delivery
 
