@@ -206,7 +206,13 @@ def percentile(values, share):
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def under_load(server, me, product_id, creates, callers=8, least=25):
+CALLERS = 8
+# Held behind the waiting creates, a caller gets at most one answer while they wait; answered
+# freely, several (a loaded CI machine gave 62 in all, about 8 per caller).
+ANSWERS_WHILE_WAITING = 5 * CALLERS
+
+
+def under_load(server, me, product_id, creates, callers=CALLERS, least=25):
     """`creates` eSIM creates at once and, once they are waiting, `callers` threads that each send
     other requests in turn (currencies, eSIM products, eSIM charges) until every create is answered
     (and at least `least` each).
@@ -292,7 +298,7 @@ def test_other_requests_are_answered_while_creates_wait(live, products, buyer):
     assert [answer.status_code for _, answer, _ in created] == [200] * len(created), created[0][1].text
     first_answer = min(ended for _, _, ended in created)
     figures, during = check_others(others, began, first_answer)
-    assert len(others) >= 200 and len(during) >= 100, figures
+    assert len(during) >= ANSWERS_WHILE_WAITING, figures
     waits = sorted(seconds for seconds, _, _ in created)
     print(f"10 creates: {waits[0]:.2f}-{waits[-1]:.2f} s")
     assert DELAY <= waits[0] and waits[-1] < DELAY + 1.5, waits
@@ -314,7 +320,7 @@ def test_more_waiting_creates_than_request_threads(live, products, buyer):
     assert [answer.status_code for _, answer, _ in created] == [200] * len(created), created[0][1].text
     first_answer = min(ended for _, _, ended in created)
     figures, during = check_others(others, began, first_answer)
-    assert len(others) >= 200 and len(during) >= 100, figures
+    assert len(during) >= ANSWERS_WHILE_WAITING, figures
     waits = sorted(seconds for seconds, _, _ in created)
     first_wave = [seconds for seconds in waits if seconds < 2 * DELAY]
     print(f"50 creates: {waits[0]:.2f}-{waits[-1]:.2f} s, {len(first_wave)} within {2 * DELAY} s")
