@@ -60,6 +60,7 @@ def create_app(settings=None):
         with_python_patterns(spec),
         resolver=connexion_hooks.ShortOperationIds(HANDLERS),
         validator_map=connexion_hooks.VALIDATOR_MAP,
+        security_map=connexion_hooks.SECURITY_MAP,
         validate_responses=settings.validate_responses,
         # /openapi.json is an operation of the document itself, served as written (with its $refs,
         # which SDK generators turn into named models); connexion would serve a resolved copy.

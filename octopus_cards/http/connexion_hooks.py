@@ -12,6 +12,8 @@ pinned to ~=3.3.0; each hook has a test that fails if an upgrade changes what it
   Pinned by tests/unit/test_validation.py.
 - Parameters: `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter`.
   Pinned by the id and query tests of tests/api/test_errors.py and tests/api/test_reference.py.
+- BearerFromRequest (security_map): `BearerSecurityHandler._get_verify_func`, and the request
+  as the one argument of what it returns. Pinned by the 401 tests of tests/api/test_auth.py.
 - DocsSwaggerUI, middleware_stack: `SwaggerUIMiddleware`, `ConnexionMiddleware.default_middlewares`.
   Pinned by tests/api/test_errors.py::test_swagger_ui_is_served and
   ::test_without_swagger_ui_docs_is_an_unknown_route.
@@ -26,6 +28,7 @@ from connexion.decorators import StarletteDecorator
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import RelativeResolver, Resolution
+from connexion.security import BearerSecurityHandler
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from starlette.datastructures import Headers, QueryParams
 
@@ -48,6 +51,18 @@ class ShortOperationIds(RelativeResolver):
 
     def resolve(self, operation):
         return Resolution(super().resolve(operation).function, operation.operation_id)
+
+
+class BearerFromRequest(BearerSecurityHandler):
+    """The `x-bearerInfoFunc` is called with the request alone and reads the Authorization header
+    itself, refusing with the contract's messages. connexion's handler would split the header
+    first, then inspect the function's signature twice per request to know what to pass it."""
+
+    def _get_verify_func(self, token_info_func):
+        return token_info_func
+
+
+SECURITY_MAP = {"bearer": BearerFromRequest}
 
 
 class DecorateOnce(StarletteDecorator):

@@ -54,7 +54,7 @@ def bearer_token(request):
     if not values or not values[0].strip():
         raise unauthorized("Authorization header required")
     scheme, _, token = values[0].partition(" ")
-    if len(values) > 1 or scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    if len(values) > 1 or scheme.lower() != "bearer" or token.split() != [token]:
         raise unauthorized("Invalid token")
     return token
 
@@ -70,9 +70,9 @@ def authorize(rt, operation_id, verified, address):
     return state
 
 
-async def check_bearer(token, required_scopes=None, request=None):
-    """connexion's bearerInfoFunc. The JWT is checked on the loop, and so is the database when it
-    only reads SQLite."""
+async def check_bearer(request):
+    """The `x-bearerInfoFunc` (called as connexion_hooks.BearerFromRequest calls it). The JWT is
+    checked on the loop, and so is the database when it only reads SQLite."""
     token = bearer_token(request)
     rt = runtime(request)
     try:
