@@ -8,6 +8,7 @@ import json
 import jwt
 import pytest
 
+from octopus_cards.http import jwt_codec
 from octopus_cards.http.jwt_codec import ACCESS, REFRESH, TokenCodec, TokenRejected
 
 KEY = b"s" * 32
@@ -100,6 +101,40 @@ def test_wrong_use_is_rejected_even_when_expired(codec, clock):
     assert not rejected.value.expired
     with pytest.raises(TokenRejected):
         codec.verify(access.token, REFRESH)
+
+
+class CheckedInFull(BaseException):
+    pass
+
+
+def checked_in_full(*args, **kwargs):
+    raise CheckedInFull()
+
+
+def test_a_token_verified_once_is_checked_again_for_its_use_and_expiry_only(codec, clock, monkeypatch):
+    access, refresh = codec.issue_pair(7)
+    assert codec.verify(access.token, ACCESS).client_id == 7
+    assert codec.verify(refresh.token, REFRESH).client_id == 7
+    monkeypatch.setattr(jwt, "decode", checked_in_full)
+    assert codec.verify(access.token, ACCESS).jti == access.jti
+    with pytest.raises(TokenRejected) as rejected:
+        codec.verify(access.token, REFRESH)
+    assert not rejected.value.expired
+    clock.now = NOW + 3600
+    with pytest.raises(TokenRejected) as rejected:
+        codec.verify(access.token, ACCESS)
+    assert rejected.value.expired and rejected.value.expired_token.jti == access.jti
+
+
+def test_the_verified_tokens_remembered_are_bounded_oldest_first(codec, monkeypatch):
+    monkeypatch.setattr(jwt_codec, "VERIFIED_CACHE_SIZE", 3)
+    first, *later = [codec.issue_pair(client_id)[0].token for client_id in range(1, 6)]
+    for token in [first, *later]:
+        codec.verify(token, ACCESS)
+    assert list(codec._verified) == later[-3:]
+    monkeypatch.setattr(jwt, "decode", checked_in_full)
+    with pytest.raises(CheckedInFull):
+        codec.verify(first, ACCESS)
 
 
 @pytest.mark.parametrize("leeway", [0, 5])
