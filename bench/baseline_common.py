@@ -33,7 +33,7 @@ import sys
 import time
 
 import jwt
-from ksuid import Ksuid
+from cyksuid.v2 import ksuid
 from peewee import JOIN, SqliteDatabase
 from playhouse.db_url import connect as connect_url
 
@@ -418,7 +418,7 @@ class RequestId:
                 text = value.decode("latin-1")
                 request_id = text if VALID_REQUEST_ID.fullmatch(text) else None
                 break
-        request_id = (request_id or str(Ksuid())).encode()
+        request_id = (request_id or str(ksuid())).encode()
         no_store = scope["path"].startswith("/auth/")
 
         async def send_with_headers(message):

@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 
-from ksuid import Ksuid
+from cyksuid.v2 import ksuid
 from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
 from octopus_cards.models.base import BaseModel, Prepared, db, utcnow, write_txn
@@ -68,7 +68,7 @@ class Event(BaseModel):
 
     @classmethod
     def new(cls, client_id, event_type, data):
-        event_id, now = f"evt_{Ksuid()}", utcnow()
+        event_id, now = f"evt_{ksuid()}", utcnow()
         body = dumps({"id": event_id, "type": event_type, "created_at": timestamp(now), "data": data})
         return NEW_EVENT.create(cls(id=event_id, client=client_id, type=event_type, body=body, created_at=now))
 

@@ -4,7 +4,7 @@ contract 1.1 and 2.5 that starlette's router would otherwise answer differently.
 import re
 import time
 
-from ksuid import Ksuid
+from cyksuid.v2 import ksuid
 from starlette.datastructures import MutableHeaders
 
 from octopus_cards.http.errors import method_not_allowed, not_found, payload_too_large
@@ -18,8 +18,8 @@ def request_id_from(headers):
     for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if VALID_REQUEST_ID.fullmatch(text) else str(Ksuid())
-    return str(Ksuid())
+            return text if VALID_REQUEST_ID.fullmatch(text) else str(ksuid())
+    return str(ksuid())
 
 
 class RequestContext:
