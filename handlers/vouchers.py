@@ -1,6 +1,7 @@
 """GET /api/v1/products, /api/v1/products/{id}; POST …/availability and …/charges; POST and GET
 /api/v1/orders, GET /api/v1/orders/{id} (contract 5)."""
 
+from octopus_cards.http.reads import read
 from octopus_cards.http.responses import json_answer, json_body, paginated, paginated_body
 from octopus_cards.http.security import exact_body, runtime
 from octopus_cards.http.sorting import shelf_order
@@ -8,18 +9,16 @@ from octopus_cards.models import db, orders, vouchers
 from octopus_cards.worker import fulfil_now
 
 
-@db.connection_context()
-def list_products(token_info, page=1, limit=50, category=None, country_id=None, currency_id=None, search=None,
-                  sort=None, sort_by=None, sort_dir=None):  # fmt: skip
+async def list_products(token_info, page=1, limit=50, category=None, country_id=None, currency_id=None, search=None,
+                        sort=None, sort_by=None, sort_dir=None):  # fmt: skip
     field, descending = shelf_order(sort, sort_by, sort_dir)
     shelf = vouchers.Shelf(category, country_id, currency_id, search, field, descending)
-    body, size, total = vouchers.encoded_page(token_info["client_id"], shelf, page, limit)
+    body, size, total = await read(vouchers.encoded_page, token_info["client_id"], shelf, page, limit)
     return paginated_body(body, size, page, limit, total)
 
 
-@db.connection_context()
-def get_product(token_info, product_id):
-    return json_body(vouchers.encoded_product(token_info["client_id"], product_id))
+async def get_product(token_info, product_id):
+    return json_body(await read(vouchers.encoded_product, token_info["client_id"], product_id))
 
 
 @db.connection_context()
@@ -59,6 +58,5 @@ def list_orders(token_info, page=1, limit=50, status=None, product_id=None, clie
     return paginated(items, page, limit, total)
 
 
-@db.connection_context()
-def get_order(token_info, order_id):
-    return json_answer(orders.one_for(token_info["client_id"], order_id))
+async def get_order(token_info, order_id):
+    return json_answer(await read(orders.one_for, token_info["client_id"], order_id))

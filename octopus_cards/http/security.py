@@ -8,9 +8,10 @@ from octopus_cards.http.client_address import client_address, is_allowed
 from octopus_cards.http.errors import ip_not_authorized, unauthorized
 from octopus_cards.http.jwt_codec import ACCESS, TokenRejected
 from octopus_cards.http.observability import CURRENT, audit
+from octopus_cards.http.reads import connected, read
 from octopus_cards.http.runtime import EXACT_BODY, SCOPE_KEY
 from octopus_cards.http.throttling import counted, enforce
-from octopus_cards.models import Token, db, on_sqlite
+from octopus_cards.models import Token
 
 
 def request_scope(request=None):
@@ -60,19 +61,19 @@ def bearer_token(request):
 
 
 def authorize(rt, operation_id, verified, address):
-    """Token record, client status, allowlist and rate limit: one connection."""
-    with db.connection_context():
-        state = Token.state(verified.jti)
-        if state is None or not state.live or not state.issued_as(verified):
-            raise unauthorized("Invalid token")
-        require_allowed(address, state.networks, state.client_id)
-        enforce(rt, operation_id, f"client:{state.client_id}", address, state.client_id)
+    """Token record, client status, allowlist and rate limit. Call within a database connection."""
+    state = Token.state(verified.jti)
+    if state is None or not state.live or not state.issued_as(verified):
+        raise unauthorized("Invalid token")
+    require_allowed(address, state.networks, state.client_id)
+    enforce(rt, operation_id, f"client:{state.client_id}", address, state.client_id)
     return state
 
 
 async def check_bearer(request):
     """The `x-bearerInfoFunc` (called as connexion_hooks.BearerFromRequest calls it). The JWT is
-    checked on the loop, and so is the database when it only reads SQLite."""
+    checked on the loop; the token state is read where reads run, unless the operation's rate limit
+    counts the request, which writes its hit (in a thread)."""
     token = bearer_token(request)
     rt = runtime(request)
     try:
@@ -80,10 +81,8 @@ async def check_bearer(request):
     except TokenRejected as rejected:
         raise unauthorized("Token expired" if rejected.expired else "Invalid token") from None
     operation, address = CURRENT.get().operation, caller_address(request)
-    if on_sqlite() and not counted(rt, operation):
-        # Reads only, which in SQLite's WAL mode never wait for a writer: on the loop, sparing the
-        # request a hand-off to a thread and back. A counted request writes its hit: in a thread.
-        state = authorize(rt, operation, verified, address)
+    if counted(rt, operation):
+        state = await anyio.to_thread.run_sync(connected, authorize, rt, operation, verified, address)
     else:
-        state = await anyio.to_thread.run_sync(authorize, rt, operation, verified, address)
+        state = await read(authorize, rt, operation, verified, address)
     return {"sub": str(state.client_id), "client_id": state.client_id, "jti": verified.jti, "features": state.features}
