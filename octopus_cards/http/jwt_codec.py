@@ -1,5 +1,6 @@
 """JWT issue and verification (contract 3.2, 3.5; RFC 8725 hygiene). Pure: no database."""
 
+import collections
 import dataclasses
 import datetime
 import secrets
@@ -66,7 +67,9 @@ class TokenCodec:
         self.lifetimes = {ACCESS: access_ttl, REFRESH: refresh_ttl}
         self.leeway = leeway
         self.clock = clock
-        self._verified = {}  # token -> (VerifiedToken, exp), oldest first
+        # token -> (VerifiedToken, exp), oldest first. An OrderedDict, as a dict's first key is found
+        # by stepping over every key deleted before it.
+        self._verified = collections.OrderedDict()
         self._verified_lock = threading.Lock()
 
     def issue_pair(self, client_id):
@@ -121,7 +124,7 @@ class TokenCodec:
         known = self._typed(claims), claims["exp"]
         with self._verified_lock:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                del self._verified[next(iter(self._verified))]
+                self._verified.popitem(last=False)
             self._verified[token] = known
         return known
 
