@@ -58,5 +58,6 @@ def list_orders(token_info, page=1, limit=50, status=None, product_id=None, clie
     return paginated(items, page, limit, total)
 
 
-async def get_order(token_info, order_id):
-    return json_answer(await read(orders.one_for, token_info["client_id"], order_id))
+@db.connection_context()
+def get_order(token_info, order_id):
+    return json_answer(orders.one_for(token_info["client_id"], order_id))
