@@ -24,8 +24,8 @@ pytestmark = pytest.mark.e2e
 
 KIT = REPO / "contract-kit"
 CONFIG = KIT / "schemathesis.toml"
-# The kit's own bound (generation.max-examples) keeps the run near 15 s on SQLite; this only stops
-# a run that hangs.
+# The kit's own bound (generation.max-examples) keeps the run near a minute on SQLite; this only
+# stops a run that hangs.
 ST_TIMEOUT = 300
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
