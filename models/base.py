@@ -60,10 +60,14 @@ class Prepared:
         compiled = self.compiled[database] = query, sql, template
         return compiled
 
+    def compiled_for(self, database):
+        """(query, SQL, template) for `database`, compiled on first use."""
+        return self.compiled.get(database) or self.compile(database)
+
     def execute(self, **values):
         """Run it with these values; the cursor."""
         database = db.obj
-        _, sql, template = self.compiled.get(database) or self.compile(database)
+        _, sql, template = self.compiled_for(database)
         params = [
             constant if name is None else values[name] if convert is None else convert(values[name])
             for name, convert, constant in template
@@ -93,8 +97,7 @@ class Prepared:
     def create(self, instance):
         """For an INSERT: write a model instance, as peewee's Model.create would (a field neither
         given nor defaulted is null); the instance, with its new id if it had none."""
-        database = db.obj
-        _, _, template = self.compiled.get(database) or self.compile(database)
+        _, _, template = self.compiled_for(db.obj)
         data = instance.__data__
         new_id = self.execute_returning_id(**{name: data.get(name) for name, _, _ in template if name is not None})
         if instance._pk is None:
