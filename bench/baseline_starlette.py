@@ -67,16 +67,17 @@ def address_of(request, settings):
     return common.caller_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
 
 
-def app_of(currencies, currency, login, refresh, logout):
-    """The app of these endpoints, with the contract's response headers."""
+def app_of(currencies, currency, login, refresh, logout, more=(), lifespan=None):
+    """The app of these endpoints (and the `more` routes), with the contract's response headers."""
     routes = [
         Route("/api/v1/currencies", currencies, methods=["GET"]),
         Route("/api/v1/currencies/{currency_id:int}", currency, methods=["GET"]),
         Route("/auth/login", login, methods=["POST"]),
         Route("/auth/refresh", refresh, methods=["POST"]),
         Route("/auth/logout", logout, methods=["POST"]),
+        *more,
     ]
-    return Starlette(routes=routes, middleware=[Middleware(common.RequestId)])
+    return Starlette(routes=routes, middleware=[Middleware(common.RequestId)], lifespan=lifespan)
 
 
 CURRENCY_NOT_FOUND = {"error": {"name": "NotFoundError", "code": "NOT_FOUND", "message": "Currency not found"}}

@@ -3,15 +3,16 @@
 
     python bench/profile.py [--scenario get|get_one|login|refresh|logout_login|products|charges|order|order_get]
                             [--seconds 20] [--database sqlite|postgresql] [--gil]
-                            [--server octopus|fastapi|starlette]
+                            [--server octopus|fastapi|starlette|floor]
     python bench/profile.py --webhooks drain|stream|serve [--events-per-s 300] [--seconds 20] [--gil]
 
 Starts the server on a fresh database (as bench/run.py does), loads it with wrk at 32
 connections, records it with `py-spy record` meanwhile, and writes to bench/results/:
 <stamp>-profile-<scenario>.txt (collapsed stacks), .speedscope.json (open in speedscope.app)
 and prints the functions with the most samples, inclusive and self. --gil samples only the
-thread holding the GIL: the view that matters for a one-process Python server. The voucher
-scenarios profile octopus-cards only (the baselines do not serve them).
+thread holding the GIL: the view that matters for a one-process Python server. A server is profiled
+only in the scenarios it serves (the floor: auth, currencies, products and order; the other
+baselines: auth and currencies).
 
 --webhooks profiles webhook delivery instead, set up as bench/run.py's webhook probe does (a
 client whose endpoint is bench/webhook_receiver.py on 127.0.0.1, events recorded by the runner):
@@ -102,8 +103,8 @@ def main():
         "--events-per-s", type=int, default=run.WEBHOOK_RATE, help="--webhooks stream|serve: events recorded a second"
     )
     args = parser.parse_args()
-    if run.SCENARIOS[args.scenario].get("octopus_only") and args.server != "octopus":
-        parser.error(f"--scenario {args.scenario}: octopus-cards only (the baselines do not serve it)")
+    if args.server not in run.scenario_servers(args.scenario, run.SERVERS):
+        parser.error(f"--scenario {args.scenario}: {args.server} does not serve it")
     pyspy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not pyspy or not shutil.which("wrk"):
         sys.exit("profile: needs py-spy (pip install py-spy) and wrk (apt-get install wrk)")

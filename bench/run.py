@@ -23,9 +23,11 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
    reads;
 2. checks that the servers give the same answers: `octopus-cards serve`, the FastAPI baseline
    (bench/baseline_fastapi.py, what a team would otherwise pick), a raw Starlette app that hands
-   its peewee work to a thread pool as octopus-cards does (bench/baseline_starlette.py), and, on
-   SQLite, the honest floor (bench/baseline_floor.py: raw Starlette, plain SQL on the event loop's
-   thread over one connection, no hand-off), all on uvicorn with `serve`'s settings;
+   its peewee work to a thread pool as octopus-cards does (bench/baseline_starlette.py), and the
+   honest floor (bench/baseline_floor.py: raw Starlette, plain SQL on the event loop's thread, no
+   hand-off: over one connection on SQLite, awaited through asyncpg on PostgreSQL), all on uvicorn
+   with `serve`'s settings; the floor also lists the products and takes the synchronous order,
+   answering both exactly as octopus-cards does;
 3. for each scenario, in R rounds, measures each server in turn (octopus, fastapi, starlette,
    floor, octopus, ...), each time started fresh (so only the measured server holds database
    connections), warmed up, then loaded by wrk with 32 connections for seconds/R seconds:
@@ -36,8 +38,9 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
                    (a pre-minted pool, cycled by a wrk Lua script, never reused)
      logout_login  POST /auth/logout then POST /auth/login, alternating; one client per
                    connection (logout revokes all of a client's tokens); rps counts both
-   and the voucher, top-up and eSIM scenarios, which the baselines do not serve (they implement
-   auth and currencies only), so only octopus-cards (and the reference build) is measured:
+   and the voucher, top-up and eSIM scenarios, which the FastAPI and Starlette baselines do not
+   serve (they implement auth and currencies only): octopus-cards (and the reference build) is
+   measured, and the floor too in products and order, doing the statements octopus-cards does:
      products      GET /api/v1/products?limit=50, authenticated (a page of 50 of the 100)
      charges       POST /api/v1/products/{id}/charges, a quote for one code
      order         POST /api/v1/orders, quantity 1: a synchronous order, a new one each request,
@@ -56,9 +59,9 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
    The order scenarios check every answer (status and body); any other answer makes the run
    invalid, as does a wrong answer in the check of step 2;
 4. prints a markdown table (rps, p50, p99, errors, ratios vs FastAPI, Starlette and the floor,
-   and of each octopus-only scenario vs octopus-cards' own GET or login of the same run; the
-   issues' goals: voucher products and order against those, GET, login and refresh against the
-   floor) and writes bench/results/<timestamp>.json and .png;
+   and of each vertical's scenario vs octopus-cards' own GET or login of the same run; the
+   issues' goals: voucher products and order against those, and GET, login, refresh, products
+   and order against the floor) and writes bench/results/<timestamp>.json and .png;
 5. with --scale, the scale probe: GET /api/v1/currencies/1 on octopus-cards with 1,000 vs
    1,000,000 issued-token rows (two databases, measured interleaved, at 1 and 32
    connections), and the time of one logout for a client with 10,000 vs 100 outstanding tokens;
@@ -134,7 +137,6 @@ SERVERS = ("octopus", "fastapi", "starlette", "floor")
 # --reference-octopus: another build of octopus-cards, run right after ours in each round.
 REFERENCE_SERVERS = ("octopus", "reference", "fastapi", "starlette", "floor")
 BASELINES = ("fastapi", "starlette", "floor")  # bench/baseline_<kind>.py
-SQLITE_ONLY = ("floor",)
 OCTOPUS_BUILDS = ("octopus", "reference")  # the kinds that are `octopus-cards serve`
 LABELS = {"reference": "octopus (reference)"}
 COUNTS = {3: "three", 4: "four", 5: "five"}
@@ -199,23 +201,25 @@ SCENARIOS = {
         script="get.lua",
         threads=1,
         env={"BENCH_PATH": f"/api/v1/products?limit={PAGE}"},
-        octopus_only=True,
+        vertical="vouchers",
+        served_by=("floor",),
     ),
     "charges": dict(
         title="POST /api/v1/products/{id}/charges",
         script="post.lua",
         threads=1,
         env={"BENCH_PATH": f"/api/v1/products/{ORDER_PRODUCT}/charges", "BENCH_BODY": json.dumps(CHARGES_BODY)},
-        octopus_only=True,
+        vertical="vouchers",
     ),
     "order": dict(
         title="POST /api/v1/orders",
         script="order.lua",
         threads=1,
         env={"BENCH_PATH": "/api/v1/orders", "BENCH_BODY": json.dumps(ORDER_BODY)},
-        octopus_only=True,
+        vertical="vouchers",
+        served_by=("floor",),
     ),
-    "order_get": dict(title="GET /api/v1/orders/{id}", script="get.lua", threads=1, env={}, octopus_only=True),
+    "order_get": dict(title="GET /api/v1/orders/{id}", script="get.lua", threads=1, env={}, vertical="vouchers"),
     # --smoke, to stay short, measures topup_order for 1 s without warm-up ("brief": its answers
     # and drain exercised) and the other three only by the check's answers ("checked": their scripts
     # are get.lua, as products', and expect.lua, as topup_order's).
@@ -224,7 +228,6 @@ SCENARIOS = {
         script="get.lua",
         threads=1,
         env={"BENCH_PATH": f"/api/v1/topups/products?per_page={PAGE}"},
-        octopus_only=True,
         vertical="topups",
         smoke="checked",
     ),
@@ -238,7 +241,6 @@ SCENARIOS = {
             "BENCH_EXPECT_STATUS": "201",
             "BENCH_EXPECT_BODY": '"status":"PENDING"',
         },
-        octopus_only=True,
         vertical="topups",
         smoke="brief",
         drain=True,  # its orders are fulfilled in the background: all DELIVERED before the server stops
@@ -248,7 +250,6 @@ SCENARIOS = {
         script="get.lua",
         threads=1,
         env={"BENCH_PATH": f"/api/v1/esim/products?per_page={PAGE}"},
-        octopus_only=True,
         vertical="esim",
         smoke="checked",
     ),
@@ -262,7 +263,6 @@ SCENARIOS = {
             "BENCH_EXPECT_STATUS": "200",
             "BENCH_EXPECT_BODY": '"status":"DELIVERED"\n"activation_code":"LPA:',
         },
-        octopus_only=True,
         vertical="esim",
         smoke="checked",
         # Each delivered eSIM has a watch job (10 s, 30 s, 60 s, ... later) that any server started
@@ -828,7 +828,7 @@ class Bench:
             path = self.ws.dir / f"refresh-{tag}.txt"
             path.write_text("".join(refresh + "\n" for _, refresh in pairs))
             env["BENCH_TOKENS"] = str(path)
-        elif SCENARIOS[scenario].get("octopus_only"):  # the voucher, top-up and eSIM scenarios
+        elif SCENARIOS[scenario].get("vertical"):  # the voucher, top-up and eSIM scenarios
             env["BENCH_TOKEN"] = self.buyer["token"]
             if scenario == "order_get":
                 env["BENCH_PATH"] = f"/api/v1/orders/{self.buyer['order_id']}"
@@ -996,6 +996,8 @@ class Bench:
                         self.check_topups(kind, ask, server.url)
                     if "esim" in self.verticals:
                         self.check_esims(kind, ask)
+                elif kind == "floor" and "vouchers" in self.verticals:
+                    self.check_floor_vouchers(answers["octopus"], ask)
             if kind == "reference":
                 same_answers(answers["octopus"], answers["reference"])
             log(f"  {kind}: answers match")
@@ -1040,6 +1042,18 @@ class Bench:
             "GET", f"/api/v1/orders/{order['id']}", token=token, varying=ORDER_VARYING, shown_as="/api/v1/orders/{id}"
         )
         expect(status == 200 and again == order, kind, "GET the order as it was created", status, again)
+
+    def check_floor_vouchers(self, octopus_answers, ask):
+        """The floor lists the products and answers a synchronous order exactly as octopus-cards
+        did (but for the order's own id, time and codes)."""
+        token = self.buyer["token"]
+        for method, path, body in (("GET", SCENARIOS["products"]["env"]["BENCH_PATH"], None),
+                                   ("POST", "/api/v1/orders", ORDER_BODY)):  # fmt: skip
+            answer = ask(method, path, body, token=token)
+            seen = fingerprint(*answer, varying=ORDER_VARYING if body else ())
+            ours = next(entry[1:] for entry in octopus_answers if entry[0] == f"{method} {path}")
+            expect(seen == ours, "floor", f"{method} {path} answered as octopus-cards does", answer[0],
+                   f"floor {seen}, octopus-cards {ours}")  # fmt: skip
 
     def check_products(self, kind, ask, vertical, path, fields):
         """A page of PAGE of the vertical's CATALOGUE_SIZE products, newest first."""
@@ -1139,7 +1153,8 @@ class Bench:
         # A scenario that leaves background work behind (esim_order's watch jobs) after the others.
         for scenario in sorted(scenarios, key=lambda s: SCENARIOS[s].get("leaves_work", False)):
             servers = scenario_servers(scenario, self.args.servers)
-            skipped = "" if servers == self.args.servers else " (octopus-cards only: the baselines do not serve it)"
+            served = ", ".join(map(label, servers))
+            skipped = "" if servers == self.args.servers else f" ({served}: the others do not serve it)"
             log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}{skipped}")
             brief = self.args.smoke and SCENARIOS[scenario].get("smoke") == "brief"
             for round_index in range(1, self.args.rounds + 1):
@@ -1150,15 +1165,16 @@ class Bench:
 
 
 def scenario_vertical(scenario):
-    """The vertical an octopus-only scenario buys from (its catalogue and client), or None."""
-    spec = SCENARIOS[scenario]
-    return spec.get("vertical", "vouchers") if spec.get("octopus_only") else None
+    """The vertical a scenario buys from (its catalogue and client), or None."""
+    return SCENARIOS[scenario].get("vertical")
 
 
 def scenario_servers(scenario, servers):
-    """The servers that serve the scenario: the baselines implement only auth and currencies."""
-    if SCENARIOS[scenario].get("octopus_only"):
-        return tuple(s for s in servers if s in OCTOPUS_BUILDS)
+    """The servers that serve the scenario: the baselines serve auth and currencies, and of the
+    verticals' scenarios only those `served_by` them (the floor's voucher list and order)."""
+    spec = SCENARIOS[scenario]
+    if spec.get("vertical"):
+        return tuple(s for s in servers if s in OCTOPUS_BUILDS or s in spec.get("served_by", ()))
     return servers
 
 
@@ -1364,6 +1380,8 @@ def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, datab
         ("get_one", "floor", 0.6),
         ("login", "floor", 0.5),
         ("refresh", "floor", 0.5),
+        ("products", "floor", 0.6),
+        ("order", "floor", 0.4),
     ):
         value = ratio_of(ratios, scenario, w, base)
         if value is not None:
@@ -1485,11 +1503,11 @@ def markdown(
     )
     out.append("")
     with_own = any(s in OWN_BASES for s in scenarios)
-    if any(SCENARIOS[s].get("octopus_only") for s in scenarios):
+    if any(SCENARIOS[s].get("vertical") for s in scenarios):
         out.append(
-            "The voucher, top-up and eSIM scenarios run on octopus-cards only (the baselines serve auth and "
-            "currencies); `rps vs own` sets each against octopus-cards' own GET or login of this run (the goals: "
-            "the voucher products and order)."
+            "The voucher, top-up and eSIM scenarios run on octopus-cards, and the voucher list and order on the "
+            "floor too (the other baselines serve auth and currencies); `rps vs own` sets each against "
+            "octopus-cards' own GET or login of this run (the goals: the voucher products and order)."
             + (
                 " This smoke run measured the top-up order for 1 s, without warm-up."
                 if meta["smoke"] and any(SCENARIOS[s].get("smoke") == "brief" for s in scenarios)
@@ -2696,8 +2714,6 @@ def parse_args(argv=None):
         if not (os.path.isfile(args.reference_octopus) and os.access(args.reference_octopus, os.X_OK)):
             parser.error(f"--reference-octopus: {args.reference_octopus} is not an executable file")
     args.servers = REFERENCE_SERVERS if args.reference_octopus else SERVERS
-    if args.database != "sqlite":
-        args.servers = tuple(server for server in args.servers if server not in SQLITE_ONLY)
     args.scale = args.scale or args.scale_only
     # --smoke runs both probes, unless it is asked for the other one only.
     args.fulfilment = args.fulfilment or args.fulfilment_only or (smoke and not args.webhooks_only)
