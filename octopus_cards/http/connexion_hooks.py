@@ -5,12 +5,14 @@ pinned to ~=3.3.0; each hook has a test that fails if an upgrade changes what it
   Pinned by tests/api/test_operations.py (the labels) and tests/contract/test_sdk.py.
 - DecorateOnce, OperationDecoratedOnce, install (Api): `StarletteDecorator.decorate`,
   `.framework.get_request`, `.uri_parser`; `AsyncOperation._fn`, `.fn`; `AsyncApi.make_operation`;
-  `AsyncApp._middleware_app.api_cls`. Pinned by
+  `AsyncApp._middleware_app.api_cls`; Arguments: `StarletteDecorator._parameter_decorator_cls`,
+  `AsyncParameterDecorator.sanitize_fn`. Pinned by
   tests/api/test_errors.py::test_handlers_are_decorated_once_not_per_request and the feature-gate
   tests of tests/api/test_reference.py.
 - BodyValidator: `JSONRequestBodyValidator._schema`, `._validator`, `._insert_messages`.
   Pinned by tests/unit/test_validation.py.
-- Parameters: `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter`.
+- Parameters: `ParameterValidator.parameters`, `.validate_path_parameter`, `.validate_query_parameter`
+  and the static `.validate_parameter` they call.
   Pinned by the id and query tests of tests/api/test_errors.py and tests/api/test_reference.py.
 - BearerFromRequest (security_map): `BearerSecurityHandler._get_verify_func`, and the request
   as the one argument of what it returns. Pinned by the 401 tests of tests/api/test_auth.py.
@@ -25,11 +27,15 @@ from connexion.apps.asynchronous import AsyncApi, AsyncOperation
 from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import StarletteDecorator
+from connexion.decorators.parameter import AsyncParameterDecorator
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import RelativeResolver, Resolution
 from connexion.security import BearerSecurityHandler
+from connexion.utils import is_null, is_nullable
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import best_match
 from starlette.datastructures import Headers, QueryParams
 
 from octopus_cards.http.errors import invalid_feature, unsupported_media_type
@@ -65,6 +71,16 @@ class BearerFromRequest(BearerSecurityHandler):
 SECURITY_MAP = {"bearer": BearerFromRequest}
 
 
+class Arguments(AsyncParameterDecorator):
+    """connexion's handler arguments, each name cleaned once: connexion runs three regular
+    expressions over every argument's name on every request. Bounded: a request may bring names
+    of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sanitize_fn = functools.lru_cache(maxsize=256)(self.sanitize_fn)
+
+
 class DecorateOnce(StarletteDecorator):
     """connexion 3.3 builds a handler's parameter and response decorators and its URI parser anew
     for every request, inspecting the handler's signature each time. They depend only on the
@@ -77,6 +93,10 @@ class DecorateOnce(StarletteDecorator):
     def __init__(self, operation_id, **kwargs):
         super().__init__(**kwargs)
         self.operation_id = operation_id
+
+    @property
+    def _parameter_decorator_cls(self):
+        return Arguments
 
     def __call__(self, function):
         decorated = self.decorate(function)
@@ -148,10 +168,28 @@ class BodyValidator(JSONRequestBodyValidator):
         return self._insert_messages(receive, messages=messages), scope
 
 
+# connexion deep-copies a parameter's schema and builds its validator for every value it checks.
+PARAMETER_VALIDATORS = {}
+
+
 class Parameters(ParameterValidator):
     """Query parameters are named in the message; path ids give `Invalid <thing> ID`. An integer
     query parameter must be written in plain ASCII digits: connexion's coercion is Python's int(),
     which also takes `+5`, ` 1`, `1_000` and other scripts' digits."""
+
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        """connexion's check, each parameter's validator built once: what is wrong, or None."""
+        if is_nullable(param) and is_null(value):
+            return None
+        if value is None:
+            return "required" if param.get("required") else None
+        cached = PARAMETER_VALIDATORS.get(id(param))
+        if cached is None or cached[0] is not param:
+            validator = Draft4Validator(param.get("schema", param), format_checker=Draft4Validator.FORMAT_CHECKER)
+            cached = PARAMETER_VALIDATORS[id(param)] = (param, validator)
+        validator = cached[1]
+        return None if validator.is_valid(value) else str(best_match(validator.iter_errors(value)))
 
     def validate_request(self, request):
         for param in self.parameters.get("path", []):

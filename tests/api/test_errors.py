@@ -6,8 +6,10 @@ import time
 
 import pytest
 from connexion.decorators import parameter
+from jsonschema import Draft4Validator
 
 from octopus_cards.app import create_app
+from octopus_cards.http import connexion_hooks
 from octopus_cards.models import Country
 
 from support.inprocess import TEST_PEER, bearer, make_settings
@@ -165,6 +167,29 @@ def test_handlers_are_decorated_once_not_per_request(migrated, new_client, login
         for country_id in (1, 2, 3):
             assert api.get(f"/api/v1/countries/{country_id}", headers=headers).status_code == 200
     assert sorted(fn.__name__ for fn in inspected) == ["get_country", "login"]
+
+
+def test_parameter_checks_and_argument_names_are_worked_out_once(migrated, new_client, monkeypatch):
+    built, cleaned = [], []
+
+    def counted_validator(schema, **kwargs):
+        built.append(schema)
+        return Draft4Validator(schema, **kwargs)
+
+    counted_validator.FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
+    monkeypatch.setattr(connexion_hooks, "Draft4Validator", counted_validator)
+    monkeypatch.setattr(connexion_hooks, "PARAMETER_VALIDATORS", {})
+    original = parameter.sanitized
+    monkeypatch.setattr(parameter, "sanitized", lambda name: cleaned.append(name) or original(name))
+    _, key, secret = new_client()
+    with create_app(make_settings(migrated)).test_client(client=TEST_PEER) as api:
+        login = api.post("/auth/login", json={"username": key, "password": secret})
+        headers = bearer(login.json()["data"]["access_token"])
+        for page in (1, 2, 3):
+            assert api.get(f"/api/v1/wallets?page={page}&limit=5", headers=headers).status_code == 200
+        assert api.get("/api/v1/wallets?page=-1", headers=headers).status_code == 400
+    assert sorted(schema["type"] for schema in built) == ["integer", "integer"]  # page and limit
+    assert cleaned.count("page") == cleaned.count("limit") == 1  # over four requests
 
 
 def test_oversized_body_is_413_by_content_length(api):
