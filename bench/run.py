@@ -1431,11 +1431,13 @@ def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, datab
             )
     for entry in scaling:
         if entry["server"] == "octopus":
+            # Issue 15: the authenticated GET scales >= 1.7x from one worker to two.
+            target = 1.7 if entry["scenario"] == "get" and (entry["from"], entry["to"]) == (1, 2) else None
             goal(
                 f"{entry['scenario']} rps, workers {entry['from']} -> {entry['to']} (octopus)",
                 entry["factor"],
-                "> 1 (report)",
-                entry["factor"] > 1.0,
+                f">= {target}" if target else "> 1 (report)",
+                entry["factor"] >= target if target else entry["factor"] > 1.0,
             )
     if webhooks:
         events, rate = webhooks["events"], webhooks["rate"]
