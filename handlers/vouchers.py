@@ -42,14 +42,14 @@ def quote_charges(token_info, product_id):
 def create_order(token_info):
     body, rt, client_id = exact_body(), runtime(), token_info["client_id"]
     sync = body["quantity"] <= orders.SYNC_QUANTITY
-    order_id = orders.place(
+    order, job = orders.place(
         client_id, body["product_id"], body["denomination"], body["quantity"], rt.supplier, body.get("wallet_id"),
         body.get("client_reference"), body.get("email"),
         hold=rt.settings.voucher_sync_deadline + rt.settings.job_lease if sync else None,
     )  # fmt: skip
     if sync:
-        fulfil_now(order_id, rt)
-    return json_answer(orders.one_for(client_id, order_id), status=201)
+        fulfil_now(order, job, rt)
+    return json_answer(orders.one_for(client_id, order.id), status=201)
 
 
 @db.connection_context()

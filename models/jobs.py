@@ -32,13 +32,13 @@ class Job(BaseModel):
     def enqueue(cls, kind, subject_id, held_for=None, after=0):
         """Queue work on `subject_id`; call inside the transaction of the change. `held_for`
         (seconds) claims it at once for the caller, who runs it right away; else it is due
-        `after` seconds from now."""
+        `after` seconds from now. The job as written."""
         now = clock()
         held = None if held_for is None else now + datetime.timedelta(seconds=held_for)
-        NEW_JOB.execute(
+        return NEW_JOB.create(cls(
             kind=kind, subject_id=subject_id, attempts=0 if held is None else 1,
             run_after=now + datetime.timedelta(seconds=after), locked_until=held, created_at=utcnow(),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     @classmethod
     def of(cls, kind, subject_id):

@@ -78,7 +78,8 @@ class Voucher(BaseModel):
 
 def place(client_id, product_id, denomination, quantity, supplier, wallet_id=None, reference=None, email=None,
           hold=None):  # fmt: skip
-    """Price, check and record an order with its debit and its job, in one transaction.
+    """Price, check and record an order with its debit and its job, in one transaction; the order
+    as placed (its product and currency with it) and its job.
 
     `hold` (seconds): the caller fulfils it at once, so the job is claimed for it that long.
     """
@@ -95,30 +96,31 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
         raise InsufficientStock()
     try:
         with write_txn():
-            order_id = NEW_ORDER.create(VoucherOrder(
-                client=client_id, product=product.id, product_name=product.name, wallet=priced.wallet.id,
+            order = NEW_ORDER.create(VoucherOrder(
+                client=client_id, product=product, product_name=product.name, wallet=priced.wallet.id,
                 denomination=denomination, quantity=quantity, amount=quoted.non_discounted_total,
                 discount=quoted.discount_amount, total_payable=quoted.total_payable, client_reference=reference,
                 email=email, status=PENDING, base_currency=quoted.source_currency,
                 deduction_currency=quoted.destination_currency,
-            )).id  # fmt: skip
+            ))  # fmt: skip
             if product.stock is not None and VoucherProduct.take_stock(product.id, quantity) != 1:
                 raise InsufficientStock()
             if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)
                 Wallet.post(
-                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order_id}", quoted.fx,
-                    ("vouchers", order_id),
+                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx,
+                    ("vouchers", order.id),
                 )  # fmt: skip
-            Job.enqueue(JOB_KIND, order_id, held_for=hold, after=supplier.background_delay)
+            job = Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
     except IntegrityError:  # a concurrent create took the reference first
         raise DuplicateReference() from None
-    return order_id
+    return order, job
 
 
-def work(job, supplier, retry_schedule):
+def work(job, supplier, retry_schedule, placed=None):
     """Run a fulfilment job once: ask the supplier, settle what it answers, or schedule a retry.
-    Returns the order's status as this run left it (None: there was nothing to do)."""
-    order = ORDER.first(order=job.subject_id)
+    Returns the order's status as this run left it (None: there was nothing to do). `placed`: the
+    order as place() returned it, for its held job run right after (as placed, it is PENDING)."""
+    order = ORDER.first(order=job.subject_id) if placed is None else placed
     if order is None or order.status != PENDING:
         job.finish()
         return None

@@ -78,11 +78,12 @@ LEASES = Leases()
 
 
 def fulfilment(work):
-    """A lane's runner for `work(job, supplier, retry_schedule)`, an order vertical's fulfilment."""
+    """A lane's runner for `work(job, supplier, retry_schedule, *given)`, an order vertical's
+    fulfilment."""
 
-    def fulfil(job, runtime):
+    def fulfil(job, runtime, *given):
         with models.db.connection_context():
-            return work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule)
+            return work(job, runtime.supplier, runtime.settings.fulfilment_retry_schedule, *given)
 
     return fulfil
 
@@ -145,11 +146,12 @@ LANES = {
 }
 
 
-def run_one(job, runtime):
-    """Run a claimed job, its lease kept while it runs."""
+def run_one(job, runtime, *given):
+    """Run a claimed job, its lease kept while it runs; `given`: what its runner may take instead
+    of reading it (fulfil_now)."""
     LEASES.hold(job, runtime.settings.job_lease)
     try:
-        status = LANES[job.kind][0](job, runtime)
+        status = LANES[job.kind][0](job, runtime, *given)
         # One line a run, so that an operator can follow an order through every process that took it.
         logger.info(
             "job %d (%s %d), attempt %d: %s", job.id, job.kind, job.subject_id, job.attempts, status or "nothing to do"
@@ -240,13 +242,12 @@ def held_job_runner(kind, order_id, runtime):
     return first_call
 
 
-def fulfil_now(order_id, runtime):
-    """Run the order's held job at once, waiting up to the synchronous deadline (contract 15.1,
-    item 29); past it the call goes on here and the order is answered as it stands."""
+def fulfil_now(order, job, runtime):
+    """Run a voucher order's held job at once, as orders.place() returned them, waiting up to the
+    synchronous deadline (contract 15.1, item 29); past it the call goes on here and the order is
+    answered as it stands."""
     try:
-        FIRST_CALLS.submit(held_job_runner(orders.JOB_KIND, order_id, runtime)).result(
-            timeout=runtime.settings.voucher_sync_deadline
-        )
+        FIRST_CALLS.submit(run_one, job, runtime, order).result(timeout=runtime.settings.voucher_sync_deadline)
     except concurrent.futures.TimeoutError:
         pass
 
