@@ -6,6 +6,7 @@ import secrets
 from decimal import Decimal
 
 import pytest
+from peewee import JOIN, Model
 
 from octopus_cards import models
 from octopus_cards.models import Client, Transaction, Wallet
@@ -67,3 +68,45 @@ def test_an_insert_fills_every_slot_and_answers_the_new_id(wallet):
         new_id = Prepared.insert(Transaction).execute_returning_id(**row)
         stored = Transaction.get_by_id(new_id)
     assert (stored.amount, stored.remarks, stored.created_at) == (Decimal("0.0001"), "direct", row["created_at"])
+
+
+def as_data(row):
+    """A model instance as plain data, its joined instances too: what peewee made of the row."""
+    if not isinstance(row, Model):
+        return row
+    related = {name: as_data(other) for name, other in row.__rel__.items()}
+    return type(row).__name__, dict(row.__data__), sorted(row._dirty), related
+
+
+BUYER_OF = Prepared(
+    lambda slot: Client.select(Client, Currency).join(Currency, JOIN.LEFT_OUTER).where(Client.id == slot("client"))
+)
+WALLETS_OF = Prepared(lambda slot: Wallet.select().where(Wallet.client == slot("client")).order_by(Wallet.id))
+
+
+SINCE = datetime.datetime(2000, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "statement, runs",
+    [
+        (CREDITS_FROM, lambda wallet, other: [{"wallet": wallet.id, "at_least": 1, "since": SINCE}]),
+        (BUYER_OF, lambda wallet, other: [{"client": wallet.client_id}, {"client": other.id}]),
+        (WALLETS_OF, lambda wallet, other: [{"client": wallet.client_id}]),
+    ],
+    ids=["joined", "outer join", "one model"],
+)
+def test_model_rows_are_built_as_peewee_builds_them(wallet, statement, runs):
+    """After its first rows, a statement of model rows builds them itself: to the last field, joined
+    instance and dirty mark what peewee's reader makes of the same rows."""
+    with models.db.connection_context():
+        other, _ = Client.provision(b"p" * 32, f"prepared-{secrets.token_hex(3)}")  # no default currency
+        Client.update(default_currency=Currency.get(Currency.currency == "EUR")).where(
+            Client.id == wallet.client_id
+        ).execute()
+        for values in runs(wallet, other):
+            expected = [as_data(row) for row in statement.build(values.get)]
+            assert expected
+            statement.rows(**values)  # the first rows teach it their layout
+            assert statement.builders.get(models.db.obj) is not None
+            assert [as_data(row) for row in statement.rows(**values)] == expected
