@@ -10,6 +10,7 @@ import string
 import time
 
 ALPHABET = string.ascii_uppercase + string.digits
+CARD_NUMBERS = len(ALPHABET) ** 12  # MOCK- and three groups of 4 (contract 12)
 
 
 class TransientSupplierError(Exception):
@@ -123,8 +124,15 @@ class MockSupplier:
         if product.delivery_mode == "URL":
             return {"card_number": None, "pin_code": None, "expires_at": expires,
                     "claim_url": f"https://vouchers.invalid/claim/{secrets.token_hex(16)}"}  # fmt: skip
-        groups = ["".join(secrets.choice(ALPHABET) for _ in range(4)) for _ in range(3)]
-        return {"card_number": "MOCK-" + "-".join(groups), "pin_code": f"{secrets.randbelow(10_000):04d}",
+        # One draw of the system's randomness for the whole code (a draw a character costs a system
+        # call each), read as 12 digits in base len(ALPHABET) and a PIN below 10,000: each uniform.
+        drawn, pin = divmod(secrets.randbelow(CARD_NUMBERS * 10_000), 10_000)
+        characters = []
+        for _ in range(12):
+            drawn, digit = divmod(drawn, len(ALPHABET))
+            characters.append(ALPHABET[digit])
+        groups = ("".join(characters[at : at + 4]) for at in (0, 4, 8))
+        return {"card_number": "MOCK-" + "-".join(groups), "pin_code": f"{pin:04d}",
                 "claim_url": None, "expires_at": expires}  # fmt: skip
 
 
