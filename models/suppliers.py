@@ -47,6 +47,12 @@ class MockSupplier:
     def __init__(self, background_delay=0):
         self.background_delay = background_delay
 
+    def answers_at_once(self, product):
+        """Whether its calls for `product` return without waiting on anything: the mock's do, but
+        for a scenario's delay. A synchronous order's first call then needs no deadline (15.1,
+        item 29); a supplier across a network never answers at once."""
+        return not (product.mock or {}).get("delay")
+
     def voucher_in_stock(self, product, denomination, quantity):
         """The supplier's stock check: `in_stock: false` says no."""
         return (product.mock or {}).get("in_stock", True) is not False

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from octopus_cards import models
+from octopus_cards import models, worker
 from octopus_cards.app import create_app
 from octopus_cards.models import Transaction, Wallet, catalogue, products
 from octopus_cards.models.products import VoucherProduct
@@ -147,6 +147,18 @@ def test_a_slow_supplier_is_answered_pending_then_delivered(buyer, shop):
     created = order(buyer, shop, 8).json()
     assert created["status"] == "PENDING" and time.monotonic() - started < 1.4  # the 0.5 s deadline
     assert settled(buyer, "vouchers", created["id"])["status"] == "DELIVERED"
+
+
+def test_only_a_supplier_that_may_keep_the_order_waiting_is_asked_on_a_thread_of_its_own(buyer, shop, monkeypatch):
+    """The deadline needs the first call on another thread; a supplier that answers at once is
+    asked on the request's own."""
+    handed_over = []
+    submit = worker.FIRST_CALLS.submit
+    monkeypatch.setattr(worker.FIRST_CALLS, "submit", lambda *call: handed_over.append(call) or submit(*call))
+    assert order(buyer, shop, 1).json()["status"] == "DELIVERED"
+    assert handed_over == []
+    assert order(buyer, shop, 8).json()["status"] == "PENDING"  # "Slow": a delay of 1.5 s
+    assert len(handed_over) == 1
 
 
 def test_fx_orders_debit_the_wallet_currency(buyer, shop):
