@@ -43,10 +43,11 @@ class Leases:
     def __init__(self):
         self.running, self.lock, self.shorter = {}, threading.Lock(), threading.Event()
         self.thread = None
+        self.pace = IDLE_LEASE  # the lease the keeper's current round is timed for
 
     def hold(self, job, lease):
         with self.lock:
-            if lease < min(self.running.values(), default=IDLE_LEASE + 1):
+            if lease < self.pace:
                 self.shorter.set()  # the keeper's next round must come sooner
             self.running[job.id] = lease
             if self.thread is None:
@@ -60,7 +61,7 @@ class Leases:
     def keep(self):
         while True:
             with self.lock:
-                lease = min(self.running.values(), default=IDLE_LEASE)
+                lease = self.pace = min(self.running.values(), default=IDLE_LEASE)
             if self.shorter.wait(lease / 3):
                 self.shorter.clear()
                 continue
