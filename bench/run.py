@@ -28,9 +28,10 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
    hand-off: over one connection on SQLite, awaited through asyncpg on PostgreSQL), all on uvicorn
    with `serve`'s settings; the floor also lists the products and takes the synchronous order,
    answering both exactly as octopus-cards does;
-3. for each scenario, in R rounds, measures each server in turn (octopus, fastapi, starlette,
-   floor, octopus, ...), each time started fresh (so only the measured server holds database
-   connections), warmed up, then loaded by wrk with 32 connections for seconds/R seconds:
+3. in R rounds, each going through every scenario, measures each server in turn (octopus,
+   fastapi, starlette, floor, octopus, ...), each time started fresh (so only the measured server
+   holds database connections), warmed up, then loaded by wrk with 32 connections for seconds/R
+   seconds:
      get           GET /api/v1/currencies, authenticated (165 rows of JSON)
      get_one       GET /api/v1/currencies/1, authenticated (tiny body: mostly auth + framework)
      login         POST /auth/login
@@ -1150,18 +1151,26 @@ class Bench:
         self.check(self.args.workers[0])
         if self.args.check_only:
             log(f"checked, not measured in --smoke: {', '.join(self.args.check_only)}")
-        # A scenario that leaves background work behind (esim_order's watch jobs) after the others.
-        for scenario in sorted(scenarios, key=lambda s: SCENARIOS[s].get("leaves_work", False)):
-            servers = scenario_servers(scenario, self.args.servers)
-            served = ", ".join(map(label, servers))
-            skipped = "" if servers == self.args.servers else f" ({served}: the others do not serve it)"
-            log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}{skipped}")
-            brief = self.args.smoke and SCENARIOS[scenario].get("smoke") == "brief"
+        # Each round goes through every scenario, so that the ratios between scenarios (an order
+        # against a login) are measured as close together as those between servers, whatever the
+        # machine does meanwhile. A scenario that leaves background work behind (esim_order's watch
+        # jobs) comes after the others, in rounds of its own.
+        for group in (
+            [s for s in scenarios if not SCENARIOS[s].get("leaves_work")],
+            [s for s in scenarios if SCENARIOS[s].get("leaves_work")],
+        ):
             for round_index in range(1, self.args.rounds + 1):
-                for workers in self.args.workers:
-                    for kind in round_order(servers, round_index):
-                        seconds, warmup = (1, False) if brief else (int(per_round), True)
-                        self.measure(scenario, kind, workers, round_index, seconds, warmup)
+                for scenario in group:
+                    servers = scenario_servers(scenario, self.args.servers)
+                    if round_index == 1:
+                        served = ", ".join(map(label, servers))
+                        skipped = "" if servers == self.args.servers else f" ({served}: the others do not serve it)"
+                        log(f"scenario {scenario}: {SCENARIOS[scenario]['title']}{skipped}")
+                    brief = self.args.smoke and SCENARIOS[scenario].get("smoke") == "brief"
+                    for workers in self.args.workers:
+                        for kind in round_order(servers, round_index):
+                            seconds, warmup = (1, False) if brief else (int(per_round), True)
+                            self.measure(scenario, kind, workers, round_index, seconds, warmup)
 
 
 def scenario_vertical(scenario):
