@@ -6,11 +6,12 @@ import secrets
 from decimal import Decimal
 
 import pytest
-from peewee import JOIN, Model
+from peewee import Model
 
 from octopus_cards import models
 from octopus_cards.models import Client, Transaction, Wallet
 from octopus_cards.models.base import Prepared
+from octopus_cards.models.clients import BUYER
 from octopus_cards.models.reference_data import Currency
 from octopus_cards.models.wallets import CREDIT, DEBIT
 
@@ -78,9 +79,6 @@ def as_data(row):
     return type(row).__name__, dict(row.__data__), sorted(row._dirty), related
 
 
-BUYER_OF = Prepared(
-    lambda slot: Client.select(Client, Currency).join(Currency, JOIN.LEFT_OUTER).where(Client.id == slot("client"))
-)
 WALLETS_OF = Prepared(lambda slot: Wallet.select().where(Wallet.client == slot("client")).order_by(Wallet.id))
 
 
@@ -91,7 +89,7 @@ SINCE = datetime.datetime(2000, 1, 1)
     "statement, runs",
     [
         (CREDITS_FROM, lambda wallet, other: [{"wallet": wallet.id, "at_least": 1, "since": SINCE}]),
-        (BUYER_OF, lambda wallet, other: [{"client": wallet.client_id}, {"client": other.id}]),
+        (BUYER, lambda wallet, other: [{"client": wallet.client_id}, {"client": other.id}]),
         (WALLETS_OF, lambda wallet, other: [{"client": wallet.client_id}]),
     ],
     ids=["joined", "outer join", "one model"],
