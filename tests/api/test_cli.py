@@ -1,13 +1,15 @@
 """The operator CLI, run in-process against the session database."""
 
 import datetime
+import gc
 import json
+import logging
 from decimal import Decimal
 
 import pytest
 
 from octopus_cards import models
-from octopus_cards.cli import serve
+from octopus_cards.cli import serve, worker_app
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import (
     Client,
@@ -181,6 +183,20 @@ def test_bootstrap_wallets_are_opened_and_funded_once(migrated, monkeypatch):
     assert {code: (w["amount"], w["type"]) for code, w in wallets.items()} == {
         "USD": (Decimal("250.50"), "PREPAID"), "JPY": (Decimal("0"), "PREPAID")
     }  # fmt: skip
+
+
+def test_a_served_app_is_out_of_the_garbage_collectors_sight(migrated, monkeypatch):
+    for name, value in migrated.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(models, "connect", lambda url: None)  # as the cli fixture: keep the session's binding
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # worker_app sets them for its process
+    gc.unfreeze()
+    try:
+        worker_app()
+        assert gc.get_freeze_count() > 20_000  # the spec, its validators, the models
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.parametrize(
