@@ -51,6 +51,15 @@ class WebhookUrl:
     target: str  # path and query, as the request line carries them
 
     @property
+    def is_address(self) -> bool:
+        """Whether the host is an IP address rather than a name to look up."""
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    @property
     def host_header(self) -> str:
         """The Host header (and origin) of a request to this URL."""
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -180,8 +180,11 @@ class Sender:
         self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def _resolve(self, webhook_url: WebhookUrl, allowed_networks, deadline: float) -> tuple[IPAddress, ...]:
-        """The host's checked addresses. getaddrinfo cannot be given a timeout, so it runs in the
-        resolver pool: a stalled name server costs the attempt its deadline, not its thread."""
+        """The host's checked addresses. getaddrinfo cannot be given a timeout, so a name is looked
+        up in the resolver pool: a stalled name server costs the attempt its deadline, not its
+        thread. An address needs no name server: it is checked in the attempt's thread."""
+        if webhook_url.is_address:
+            return resolve_allowed(webhook_url.host, webhook_url.port, allowed_networks)
         lookup = self._resolver.submit(resolve_allowed, webhook_url.host, webhook_url.port, allowed_networks)
         try:
             return lookup.result(timeout=max(deadline - time.monotonic(), 0))

@@ -275,6 +275,27 @@ def test_a_stalled_lookup_times_out_at_the_deadline(sender, monkeypatch):
     assert attempt.duration_ms < 1000
 
 
+def test_an_address_is_checked_in_the_attempts_thread_and_a_name_in_the_resolver_pool(
+    sender, receivers, dns, monkeypatch
+):
+    table, _ = dns
+    table["hooks.example.com"] = [["127.0.0.1"]]
+    receiver = receivers(reply(204))
+    threads = []
+    real = sender_module.resolve_allowed
+
+    def resolve_allowed(*args):
+        threads.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(sender_module, "resolve_allowed", resolve_allowed)
+    for host in ("127.0.0.1", "hooks.example.com"):
+        url = f"http://{host}:{receiver.port}/"
+        attempt = sender.send(url, BODY, HEADERS, timeout=2, allowed_networks=LOOPBACK, allow_http=True)
+        assert attempt.ok
+    assert threads[0] is threading.current_thread() and threads[1] is not threading.current_thread()
+
+
 def test_a_closed_port_is_a_connection_failure(sender):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
