@@ -640,6 +640,7 @@ def run_worker(settings):
     from octopus_cards.worker import work_until_stopped
 
     logging.getLogger("octopus_cards").info("worker started")
+    lean_log_records()
     runtime = Runtime.build(settings, load_spec())
     keep_for_good()
     anyio.run(work_until_stopped, runtime)
@@ -653,15 +654,20 @@ def worker_app():
     """
     from octopus_cards.app import create_app
 
-    # No log format of ours or uvicorn's shows the caller, thread or process: the logging HOWTO's
-    # "Optimization" settings spare every record from looking them up.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    lean_log_records()
     settings = Settings.from_env()
     pin_worker(settings.worker_cpus)
     app = create_app(settings)
     keep_for_good()
     return app
+
+
+def lean_log_records():
+    """No log format of ours or uvicorn's shows the caller, thread or process: the logging HOWTO's
+    "Optimization" settings spare every record (one a background job, one a request) from looking
+    them up."""
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def keep_for_good():
