@@ -641,6 +641,8 @@ def run_worker(settings):
 
     logging.getLogger("octopus_cards").info("worker started")
     lean_log_records()
+    if settings.worker_cpus:  # the last CPU: serve's first worker takes the first (worker_cpu)
+        os.sched_setaffinity(0, {settings.worker_cpus[-1]})
     runtime = Runtime.build(settings, load_spec())
     keep_for_good()
     anyio.run(work_until_stopped, runtime)

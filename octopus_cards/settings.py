@@ -154,7 +154,8 @@ def parse_int(env, name, default, minimum, maximum=2**31 - 1):
 
 
 def parse_cpus(raw):
-    """`0,2` or `auto` (every CPU this process may use): the CPUs `serve` pins its workers to."""
+    """`0,2` or `auto` (every CPU this process may use): the CPUs `serve` pins its workers to, and
+    `worker` itself."""
     raw = raw.strip()
     if not raw:
         return ()

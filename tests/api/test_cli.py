@@ -1,5 +1,6 @@
 """The operator CLI, run in-process against the session database."""
 
+import dataclasses
 import datetime
 import gc
 import json
@@ -9,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from octopus_cards import models
-from octopus_cards.cli import serve, worker_app
+from octopus_cards.cli import run_worker, serve, worker_app
 from octopus_cards.http.jwt_codec import TokenCodec
 from octopus_cards.models import (
     Client,
@@ -195,6 +196,21 @@ def test_a_served_app_is_out_of_the_garbage_collectors_sight(migrated, monkeypat
     try:
         worker_app()
         assert gc.get_freeze_count() > 20_000  # the spec, its validators, the models
+    finally:
+        gc.unfreeze()
+
+
+def test_the_background_worker_takes_the_last_of_the_worker_cpus(migrated, monkeypatch):
+    pinned, ran = [], []
+    monkeypatch.setattr("os.sched_setaffinity", lambda pid, cpus: pinned.append((pid, cpus)))
+    monkeypatch.setattr("anyio.run", lambda function, runtime: ran.append(function.__name__))
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    try:
+        run_worker(Settings.from_env(migrated))
+        assert (pinned, ran) == ([], ["work_until_stopped"])  # unset: the scheduler's to place
+        run_worker(dataclasses.replace(Settings.from_env(migrated), worker_cpus=(0, 1)))
+        assert pinned == [(0, {1})]  # serve's single worker runs on 0
     finally:
         gc.unfreeze()
 
