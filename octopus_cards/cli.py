@@ -644,7 +644,7 @@ def run_worker(settings):
     if settings.worker_cpus:  # the last CPU: serve's first worker takes the first (worker_cpu)
         os.sched_setaffinity(0, {settings.worker_cpus[-1]})
     runtime = Runtime.build(settings, load_spec())
-    keep_for_good()
+    freeze_start_up_objects()
     anyio.run(work_until_stopped, runtime)
 
 
@@ -660,7 +660,7 @@ def worker_app():
     settings = Settings.from_env()
     pin_worker(settings.worker_cpus)
     app = create_app(settings)
-    keep_for_good()
+    freeze_start_up_objects()
     return app
 
 
@@ -672,10 +672,10 @@ def lean_log_records():
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
-def keep_for_good():
+def freeze_start_up_objects():
     """Take what start-up built out of the garbage collector's sight: it lives as long as the
     process. A serving process holds some 80,000 such objects (the spec, its validators, the
-    models); each full collection would walk them all, 30-130 ms with the GIL held, every few
+    models); each full collection would walk them all, some 50 ms with the GIL held, every few
     seconds under load, and every request in flight would wait it out."""
     gc.collect()  # start-up's own garbage, which would otherwise be kept for good with the rest
     gc.freeze()
