@@ -641,8 +641,7 @@ def run_worker(settings):
 
     logging.getLogger("octopus_cards").info("worker started")
     lean_log_records()
-    if settings.worker_cpus:  # the last CPU: serve's first worker takes the first (worker_cpu)
-        os.sched_setaffinity(0, {settings.worker_cpus[-1]})
+    pin_worker(settings.worker_cpus, background_worker_cpu)
     runtime = Runtime.build(settings, load_spec())
     freeze_start_up_objects()
     anyio.run(work_until_stopped, runtime)
@@ -681,17 +680,23 @@ def freeze_start_up_objects():
     gc.freeze()
 
 
-def pin_worker(cpus):
-    """Pin this worker process to its CPU of `cpus` (none: leave it to the scheduler)."""
-    if cpus:
-        os.sched_setaffinity(0, {worker_cpu(cpus)})
-
-
 def worker_cpu(cpus):
     """uvicorn numbers its worker processes (SpawnProcess-1, -2, ...): they are dealt round
     `cpus`. A single worker runs in the main process and takes the first."""
     _, _, number = multiprocessing.current_process().name.rpartition("-")
     return cpus[(int(number) - 1) % len(cpus)] if number.isdigit() else cpus[0]
+
+
+def background_worker_cpu(cpus):
+    """`octopus-cards worker` takes the last of `cpus`: serve's first worker takes the first, so on
+    two CPUs each has its own."""
+    return cpus[-1]
+
+
+def pin_worker(cpus, cpu_of=worker_cpu):
+    """Pin this process to its CPU of `cpus`, `cpu_of(cpus)` (none: leave it to the scheduler)."""
+    if cpus:
+        os.sched_setaffinity(0, {cpu_of(cpus)})
 
 
 def fresh_metrics_dir(port):
