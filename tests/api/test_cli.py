@@ -186,33 +186,33 @@ def test_bootstrap_wallets_are_opened_and_funded_once(migrated, monkeypatch):
     }  # fmt: skip
 
 
-def test_a_served_app_is_out_of_the_garbage_collectors_sight(migrated, monkeypatch):
+@pytest.fixture
+def process_start_up(monkeypatch):
+    """Undoes, after the test, what a serving process's start-up sets for the whole process: the
+    logging settings and the objects frozen out of the garbage collector's sight."""
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_a_served_app_is_out_of_the_garbage_collectors_sight(migrated, monkeypatch, process_start_up):
     for name, value in migrated.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(models, "connect", lambda url: None)  # as the cli fixture: keep the session's binding
-    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
-        monkeypatch.setattr(logging, name, getattr(logging, name))  # worker_app sets them for its process
-    gc.unfreeze()
-    try:
-        worker_app()
-        assert gc.get_freeze_count() > 20_000  # the spec, its validators, the models
-    finally:
-        gc.unfreeze()
+    worker_app()
+    assert gc.get_freeze_count() > 20_000  # the spec, its validators, the models
 
 
-def test_the_background_worker_takes_the_last_of_the_worker_cpus(migrated, monkeypatch):
+def test_the_background_worker_takes_the_last_of_the_worker_cpus(migrated, monkeypatch, process_start_up):
     pinned, ran = [], []
     monkeypatch.setattr("os.sched_setaffinity", lambda pid, cpus: pinned.append((pid, cpus)))
     monkeypatch.setattr("anyio.run", lambda function, runtime: ran.append(function.__name__))
-    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
-        monkeypatch.setattr(logging, name, getattr(logging, name))
-    try:
-        run_worker(Settings.from_env(migrated))
-        assert (pinned, ran) == ([], ["work_until_stopped"])  # unset: the scheduler's to place
-        run_worker(dataclasses.replace(Settings.from_env(migrated), worker_cpus=(0, 1)))
-        assert pinned == [(0, {1})]  # serve's single worker runs on 0
-    finally:
-        gc.unfreeze()
+    run_worker(Settings.from_env(migrated))
+    assert (pinned, ran) == ([], ["work_until_stopped"])  # unset: the scheduler's to place
+    run_worker(dataclasses.replace(Settings.from_env(migrated), worker_cpus=(0, 1)))
+    assert pinned == [(0, {1})]  # serve's single worker runs on 0
 
 
 @pytest.mark.parametrize(
