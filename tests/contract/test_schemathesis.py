@@ -33,7 +33,7 @@ from octopus_cards import models
 from octopus_cards.app import create_app
 from octopus_cards.http.validation import with_python_patterns
 from octopus_cards.models import Client, Token, Wallet, catalogue, products
-from octopus_cards.models.products import CatalogueVersion, EsimProduct, TopupProduct, VoucherProduct
+from octopus_cards.models.products import CatalogueVersion, EsimProduct
 from octopus_cards.openapi import load_spec
 
 from support.inprocess import TEST_PEER, make_settings
@@ -542,7 +542,7 @@ def demo_catalogue_alone(fuzzing_credentials):
     demo = catalogue.read(catalogue.demo_text())
     with models.db.connection_context(), models.db.atomic():
         hidden = {}
-        for vertical, model in (("vouchers", VoucherProduct), ("topups", TopupProduct), ("esim", EsimProduct)):
+        for vertical, model in catalogue.PRODUCTS.items():
             kept = [entry["id"] for entry in demo[vertical]]
             hidden[model] = [row.id for row in model.select(model.id).where(model.is_active & model.id.not_in(kept))]
             model.update(is_active=False).where(model.id.in_(hidden[model])).execute()
