@@ -42,14 +42,16 @@ def quote_charges(token_info, product_id):
 def create_order(token_info):
     body, rt, client_id = exact_body(), runtime(), token_info["client_id"]
     sync = body["quantity"] <= orders.SYNC_QUANTITY
-    order, job = orders.place(
+    order, job, asked = orders.place(
         client_id, body["product_id"], body["denomination"], body["quantity"], rt.supplier, body.get("wallet_id"),
         body.get("client_reference"), body.get("email"),
         hold=rt.settings.voucher_sync_deadline + rt.settings.job_lease if sync else None,
+        retry_schedule=rt.settings.fulfilment_retry_schedule,
     )  # fmt: skip
-    if sync:
+    if sync and not asked:
         fulfil_now(order, job, rt)
-    return json_answer(orders.one_for(client_id, order.id), status=201)
+    # Asked inside the placing transaction, the order is settled as it stands; else it is read again.
+    return json_answer(orders.public(order) if asked else orders.one_for(client_id, order.id), status=201)
 
 
 @db.connection_context()

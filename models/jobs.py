@@ -3,10 +3,13 @@ the same transaction as the change that needs it, claimed with a lease, so any n
 and instances may work the queue; a job whose process died is taken over once its lease expires."""
 
 import datetime
+import logging
 
 from peewee import CharField, DateTimeField, IntegerField, TextField
 
 from octopus_cards.models.base import BaseModel, Prepared, on_sqlite, utcnow, write_txn
+
+logger = logging.getLogger("octopus_cards.jobs")
 
 
 def clock():
@@ -73,6 +76,12 @@ class Job(BaseModel):
     def finish(self):
         with write_txn():
             FINISH_JOB.execute(job=self.id, finished_at=utcnow())
+
+    def ran(self, status):
+        """Log the run that left the job's subject in `status` (None: there was nothing to do), one
+        line a run, so that an operator can follow an order through every process that took it."""
+        outcome = status or "nothing to do"
+        logger.info("job %d (%s %d), attempt %d: %s", self.id, self.kind, self.subject_id, self.attempts, outcome)
 
     def retry_after(self, seconds, error):
         run_after = clock() + datetime.timedelta(seconds=seconds)

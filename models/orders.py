@@ -77,11 +77,13 @@ class Voucher(BaseModel):
 
 
 def place(client_id, product_id, denomination, quantity, supplier, wallet_id=None, reference=None, email=None,
-          hold=None):  # fmt: skip
+          hold=None, retry_schedule=()):  # fmt: skip
     """Price, check and record an order with its debit and its job, in one transaction; the order
-    as placed (its product and currency with it) and its job.
+    as placed (its product and currency with it), its job, and whether the supplier was asked.
 
-    `hold` (seconds): the caller fulfils it at once, so the job is claimed for it that long.
+    `hold` (seconds): the caller fulfils it at once, so the job is claimed for it that long. A
+    supplier that answers at once is then asked inside the transaction (work(), with
+    `retry_schedule`): the order commits settled, in one commit instead of two.
     """
 
     def reference_unused():  # the first business rule (contract 11)
@@ -94,8 +96,9 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
         product, denomination, quantity
     ):
         raise InsufficientStock()
-    try:
-        with write_txn():
+    asked = hold is not None and supplier.answers_at_once(product)
+    with write_txn():
+        try:
             order = NEW_ORDER.create(VoucherOrder(
                 client=client_id, product=product, product_name=product.name, wallet=priced.wallet.id,
                 denomination=denomination, quantity=quantity, amount=quoted.non_discounted_total,
@@ -103,17 +106,19 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
                 email=email, status=PENDING, base_currency=quoted.source_currency,
                 deduction_currency=quoted.destination_currency,
             ))  # fmt: skip
-            if product.stock is not None and VoucherProduct.take_stock(product.id, quantity) != 1:
-                raise InsufficientStock()
-            if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)
-                Wallet.post(
-                    priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx,
-                    ("vouchers", order.id),
-                )  # fmt: skip
-            job = Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
-    except IntegrityError:  # a concurrent create took the reference first
-        raise DuplicateReference() from None
-    return order, job
+        except IntegrityError:  # a concurrent create took the reference first
+            raise DuplicateReference() from None
+        if product.stock is not None and VoucherProduct.take_stock(product.id, quantity) != 1:
+            raise InsufficientStock()
+        if quoted.total_payable > 0:  # a 100 % discount leaves nothing to debit (or refund)
+            Wallet.post(
+                priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx, ("vouchers", order.id)
+            )
+        job = Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
+        status = work(job, supplier, retry_schedule, placed=order) if asked else None
+    if asked:
+        job.ran(status)  # once committed: no write to a pipe while the database's write lock is held
+    return order, job, asked
 
 
 def work(job, supplier, retry_schedule, placed=None):
@@ -163,7 +168,8 @@ def conclude(job, order, codes, status):
 def settle(order, codes, status, finishing=None):
     """Record new codes and the status, with the refund and the event a final status brings, in one
     transaction, and only if the order is still as it was read (else someone settled it first, and
-    this returns False). `finishing`: a job that ends in the same transaction."""
+    this returns False; when True, `order` shows the new status and count). `finishing`: a job that
+    ends in the same transaction."""
     now = utcnow()
     delivered = order.delivered_quantity + len(codes)
     with write_txn():
@@ -176,6 +182,7 @@ def settle(order, codes, status, finishing=None):
         for position, code in enumerate(codes, start=order.delivered_quantity + 1):
             NEW_CODE.execute(**code, order=order.id, position=position,
                              voucher_reference_number=f"VRN-{order.id}-{position}")  # fmt: skip
+        order.status, order.delivered_quantity, order.updated_at = status, delivered, now
         if status == PENDING:
             return True
         undelivered = order.quantity - delivered

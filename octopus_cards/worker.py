@@ -152,11 +152,7 @@ def run_one(job, runtime, *given):
     of reading it (fulfil_now)."""
     LEASES.hold(job, runtime.settings.job_lease)
     try:
-        status = LANES[job.kind][0](job, runtime, *given)
-        # One line a run, so that an operator can follow an order through every process that took it.
-        logger.info(
-            "job %d (%s %d), attempt %d: %s", job.id, job.kind, job.subject_id, job.attempts, status or "nothing to do"
-        )
+        job.ran(LANES[job.kind][0](job, runtime, *given))
     finally:
         LEASES.release(job)
 
@@ -244,12 +240,9 @@ def held_job_runner(kind, order_id, runtime):
 
 
 def fulfil_now(order, job, runtime):
-    """Run a voucher order's held job at once, as orders.place() returned them, waiting up to the
+    """Run a voucher order's held job, as orders.place() returned them, waiting up to the
     synchronous deadline (contract 15.1, item 29); past it the call goes on here and the order is
-    answered as it stands. A supplier that answers at once is asked in the caller's thread."""
-    if runtime.supplier.answers_at_once(order.product):
-        run_one(job, runtime, order)
-        return
+    answered as it stands."""
     try:
         FIRST_CALLS.submit(run_one, job, runtime, order).result(timeout=runtime.settings.voucher_sync_deadline)
     except concurrent.futures.TimeoutError:

@@ -12,8 +12,11 @@ import pytest
 
 from octopus_cards import models, worker
 from octopus_cards.app import create_app
-from octopus_cards.models import Transaction, Wallet, catalogue, products
+from octopus_cards.models import Transaction, Wallet, catalogue, orders, products
+from octopus_cards.models.jobs import Job
+from octopus_cards.models.orders import VoucherOrder
 from octopus_cards.models.products import VoucherProduct
+from octopus_cards.models.suppliers import MockSupplier
 
 from support.envelopes import error
 from support.inprocess import TEST_PEER, bearer, log_in, make_settings
@@ -151,7 +154,7 @@ def test_a_slow_supplier_is_answered_pending_then_delivered(buyer, shop):
 
 def test_only_a_supplier_that_may_keep_the_order_waiting_is_asked_on_a_thread_of_its_own(buyer, shop, monkeypatch):
     """The deadline needs the first call on another thread; a supplier that answers at once is
-    asked on the request's own."""
+    asked on the request's own, inside the placing transaction."""
     handed_over = []
     submit = worker.FIRST_CALLS.submit
     monkeypatch.setattr(worker.FIRST_CALLS, "submit", lambda *call: handed_over.append(call) or submit(*call))
@@ -159,6 +162,27 @@ def test_only_a_supplier_that_may_keep_the_order_waiting_is_asked_on_a_thread_of
     assert handed_over == []
     assert order(buyer, shop, 8).json()["status"] == "PENDING"  # "Slow": a delay of 1.5 s
     assert len(handed_over) == 1
+
+
+def test_an_order_asked_at_once_commits_settled_or_not_at_all(buyer, shop, monkeypatch):
+    """Placed and settled in one transaction: a supplier call that breaks leaves no order, debit,
+    event or job behind, and the reference unused."""
+    client, http, headers = buyer
+    before = len(events(client))
+    with models.db.connection_context():
+        jobs = Job.select().where(Job.kind == orders.JOB_KIND).count()
+
+    def broken(*args):
+        raise RuntimeError("the supplier's client broke")
+
+    monkeypatch.setattr(MockSupplier, "issue_vouchers", broken)
+    assert order(buyer, shop, 1, client_reference="atomic").status_code == 500
+    with models.db.connection_context():
+        assert not VoucherOrder.select().where(VoucherOrder.client == client.id).exists()
+        assert Job.select().where(Job.kind == orders.JOB_KIND).count() == jobs
+    assert balance(client) == 1000 and len(events(client)) == before
+    monkeypatch.undo()
+    assert order(buyer, shop, 1, client_reference="atomic").json()["status"] == "DELIVERED"
 
 
 def test_fx_orders_debit_the_wallet_currency(buyer, shop):
