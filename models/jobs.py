@@ -44,6 +44,12 @@ class Job(BaseModel):
         ))  # fmt: skip
 
     @classmethod
+    def at_once(cls, kind, subject_id):
+        """The first attempt of work run inside the transaction of the change that needs it: a job
+        written only if it must run again (retry_after); finished at once, it leaves no row."""
+        return cls(kind=kind, subject_id=subject_id, attempts=1, run_after=clock(), created_at=utcnow())
+
+    @classmethod
     def of(cls, kind, subject_id):
         """The job of `kind` on `subject_id`, or None."""
         return JOB_OF.first(kind=kind, subject_id=subject_id)
@@ -74,18 +80,24 @@ class Job(BaseModel):
             ).execute()
 
     def finish(self):
+        if self.id is None:  # run at once, never written: nothing to record
+            return
         with write_txn():
             FINISH_JOB.execute(job=self.id, finished_at=utcnow())
 
     def ran(self, status):
         """Log the run that left the job's subject in `status` (None: there was nothing to do), one
         line a run, so that an operator can follow an order through every process that took it."""
-        outcome = status or "nothing to do"
-        logger.info("job %d (%s %d), attempt %d: %s", self.id, self.kind, self.subject_id, self.attempts, outcome)
+        number, outcome = "-" if self.id is None else self.id, status or "nothing to do"
+        logger.info("job %s (%s %d), attempt %d: %s", number, self.kind, self.subject_id, self.attempts, outcome)
 
     def retry_after(self, seconds, error):
         run_after = clock() + datetime.timedelta(seconds=seconds)
         with write_txn():
+            if self.id is None:  # run at once, and to run again: queued now
+                self.run_after, self.last_error = run_after, error
+                self.save(force_insert=True)
+                return
             Job.update(run_after=run_after, locked_until=None, last_error=error).where(Job.id == self.id).execute()
 
 

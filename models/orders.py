@@ -83,7 +83,8 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
 
     `hold` (seconds): the caller fulfils it at once, so the job is claimed for it that long. A
     supplier that answers at once is then asked inside the transaction (work(), with
-    `retry_schedule`): the order commits settled, in one commit instead of two.
+    `retry_schedule`): the order commits settled, in one commit instead of two, and its job is
+    written only if the order waits for a retry.
     """
 
     def reference_unused():  # the first business rule (contract 11)
@@ -114,8 +115,11 @@ def place(client_id, product_id, denomination, quantity, supplier, wallet_id=Non
             Wallet.post(
                 priced.wallet.id, DEBIT, quoted.total_payable, f"Order #{order.id}", quoted.fx, ("vouchers", order.id)
             )
-        job = Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
-        status = work(job, supplier, retry_schedule, placed=order) if asked else None
+        if asked:
+            job = Job.at_once(JOB_KIND, order.id)
+            status = work(job, supplier, retry_schedule, placed=order)
+        else:
+            job = Job.enqueue(JOB_KIND, order.id, held_for=hold, after=supplier.background_delay)
     if asked:
         job.ran(status)  # once committed: no write to a pipe while the database's write lock is held
     return order, job, asked

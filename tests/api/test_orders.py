@@ -136,6 +136,17 @@ def test_transient_failures_are_retried_then_delivered(buyer, shop):
     created = order(buyer, shop, 7).json()
     assert created["status"] == "PENDING"  # the first call failed for now: finished in the background
     assert settled(buyer, "vouchers", created["id"])["status"] == "DELIVERED"
+    with models.db.connection_context():  # queued by the first call, the one the request made
+        job = Job.get(Job.kind == orders.JOB_KIND, Job.subject_id == created["id"])
+    assert (job.attempts, job.finished_at is not None) == (3, True)
+    assert job.last_error == "the mock supplier's scenario: a transient failure"
+
+
+def test_an_order_delivered_at_once_leaves_no_job(buyer, shop):
+    created = order(buyer, shop, 1).json()
+    assert created["status"] == "DELIVERED"
+    with models.db.connection_context():
+        assert not Job.select().where(Job.kind == orders.JOB_KIND, Job.subject_id == created["id"]).exists()
 
 
 def test_a_spent_retry_budget_fails_the_order_with_a_refund(buyer, shop):
