@@ -14,9 +14,8 @@ octopus-cards does for them, in the same order:
 * POST /api/v1/orders, quantity 1 to 5 in the order's currency (the synchronous order): the
   product, the client's wallets, the product's offers and the client read; one write transaction
   with the order, the debit and its transaction, the `wallet.debited` event, the client's webhook
-  endpoints read and the held job; the codes (made as the mock supplier makes them) written with
-  the order's `order.delivered` event and the job finished in a second transaction; the order and
-  its codes read back for the answer.
+  endpoints read, and the codes (made as the mock supplier makes them) with the order's
+  `order.delivered` event; the codes read back for the answer.
 
 Its arithmetic and formats are its own few lines, not octopus-cards' helpers, so that an
 optimisation there does not speed up the yardstick too.
@@ -129,22 +128,12 @@ NEW_TRANSACTION = """
     VALUES (?, ?, 'DEBIT', 'COMPLETED', ?, 'vouchers', ?, ?) RETURNING id"""
 NEW_EVENT = "INSERT INTO event (id, client_id, type, body, created_at) VALUES (?, ?, ?, ?, ?)"
 ENDPOINTS = "SELECT id, events, is_active FROM webhook_endpoint WHERE client_id = ?"
-NEW_JOB = """
-    INSERT INTO job (kind, subject_id, attempts, run_after, locked_until, created_at)
-    VALUES ('voucher_order', ?, 1, ?, ?, ?) RETURNING id"""
-ORDER = """
-    SELECT o.id, o.client_id, o.product_id, o.product_name, o.wallet_id, o.denomination, o.quantity, o.amount,
-           o.discount, o.client_reference, o.email, o.status, o.base_currency, o.deduction_currency,
-           o.delivered_quantity, o.created_at, cu."precision"
-    FROM voucher_order o JOIN voucher_product p ON p.id = o.product_id JOIN currency cu ON cu.id = p.currency_id
-    WHERE o.id = ?"""
 DELIVERED = """
     UPDATE voucher_order SET status = 'DELIVERED', delivered_quantity = ?, updated_at = ?
     WHERE id = ? AND status = 'PENDING' AND delivered_quantity = 0"""
 NEW_CODE = """
     INSERT INTO voucher (order_id, position, card_number, pin_code, claim_url, expires_at, voucher_reference_number)
     VALUES (?, ?, ?, ?, NULL, ?, ?)"""
-JOB_DONE = "UPDATE job SET locked_until = NULL, finished_at = ? WHERE id = ?"
 CODES = """
     SELECT card_number, pin_code, claim_url, expires_at, voucher_reference_number
     FROM voucher WHERE order_id = ? ORDER BY position"""
@@ -431,7 +420,7 @@ class Floor:
         # The benchmark's buyer has no endpoints; the floor reads them, as octopus-cards does.
         await s.rows(ENDPOINTS, (client_id,))
 
-    async def order(self, s, client_id, product_id, denomination, quantity, hold):
+    async def order(self, s, client_id, product_id, denomination, quantity):
         """A synchronous order, delivered: its object (contract 5.5) with its codes."""
         product = await s.rows(PRODUCT, (client_id, product_id))
         if not product:
@@ -472,13 +461,8 @@ class Floor:
                     "source_currency": None, "destination_currency": None, "forex_rate": None,
                     "conversion_charges": None, "remarks": remarks, "created_at": now.strftime(RFC3339)}  # fmt: skip
             await self.record_event(s, wallet_client, "wallet.debited", data, now)
-            held = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-            lease = held + datetime.timedelta(seconds=hold)
-            ((job_id,),) = await s.rows(NEW_JOB, (order_id, s.stamp(held), s.stamp(lease), s.stamp(now)))
-        created_at = now
-        expires = datetime.datetime.combine(created_at.date(), datetime.time()) + datetime.timedelta(days=365)
-        settled = common.utcnow()
-        async with s.transaction():
+            expires = datetime.datetime.combine(now.date(), datetime.time()) + datetime.timedelta(days=365)
+            settled = common.utcnow()
             await s.count(DELIVERED, (quantity, s.stamp(settled), order_id))
             for position in range(1, quantity + 1):
                 drawn, pin = divmod(secrets.randbelow(len(ALPHABET) ** 12 * 10_000), 10_000)
@@ -492,22 +476,15 @@ class Floor:
             data = {"id": order_id, "reference_code": None, "status": "DELIVERED", "product_name": name,
                     "denomination": shown(denomination, precision), "quantity": quantity,
                     "amount": shown(amount, precision), "delivered_quantity": quantity,
-                    "delivered_on": settled.strftime(RFC3339), "created_at": created_at.strftime(RFC3339)}  # fmt: skip
+                    "delivered_on": settled.strftime(RFC3339), "created_at": now.strftime(RFC3339)}  # fmt: skip
             await self.record_event(s, client_id, "order.delivered", data, settled)
-            await s.count(JOB_DONE, (s.stamp(settled), job_id))
-        return await self.order_object(s, order_id)
-
-    @staticmethod
-    async def order_object(s, order_id):
-        ((id_, _, product_id, name, wallet_id, denomination, quantity, amount, discount, reference, email, status,
-          base, deduction, _, created_at, precision),) = await s.rows(ORDER, (order_id,))  # fmt: skip
         return {
-            "id": id_, "product_id": product_id, "product_name": name,
-            "denomination": shown(decimal_of(denomination), precision), "quantity": quantity,
-            "amount": shown(decimal_of(amount), precision), "discount": shown(decimal_of(discount), precision),
-            "client_reference": reference, "wallet_id": wallet_id, "status": status, "base_currency": base,
-            "deduction_currency": deduction, "message": "Order delivered", "email": email,
-            "created_at": moment(created_at).strftime(RFC3339),
+            "id": order_id, "product_id": product_id, "product_name": name,
+            "denomination": shown(denomination, precision), "quantity": quantity,
+            "amount": shown(amount, precision), "discount": shown(discount, precision),
+            "client_reference": None, "wallet_id": wallet_id, "status": "DELIVERED", "base_currency": currency,
+            "deduction_currency": currency, "message": "Order delivered", "email": None,
+            "created_at": now.strftime(RFC3339),
             "vouchers": [
                 {"card_number": card, "pin_code": pin, "claim_url": claim,
                  "expires_at": moment(expires).strftime(RFC3339), "voucher_reference_number": reference_number}
@@ -525,7 +502,6 @@ def create_app():
     pin_worker(settings.worker_cpus)
     floor = Floor(settings.database_url)
     codec = common.Jwt(settings)
-    hold = settings.voucher_sync_deadline + settings.job_lease
 
     async def bearer(s, request, feature=None):
         """The caller's client id, its token checked (Unauthorized, Forbidden or Refused if not)."""
@@ -625,7 +601,7 @@ def create_app():
             if (set(fields) - {"product_id", "denomination", "quantity"} or not whole(product_id, 1, 2**31)
                     or type(denomination) not in (int, float) or not whole(quantity, 1, 5)):  # fmt: skip
                 raise Refused(400, "The floor takes product_id, denomination and a quantity of 1 to 5")
-            answer = await floor.order(s, client_id, product_id, denomination, quantity, hold)
+            answer = await floor.order(s, client_id, product_id, denomination, quantity)
             return Json(encoded(answer), status_code=201)
 
         return await answering(work)
