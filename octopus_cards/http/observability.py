@@ -8,6 +8,7 @@ every worker's values.
 
 import contextvars
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -88,10 +89,18 @@ def audit(event, address=None, client_id=None, **fields):
     log_json(audit_log, event=event, client_id=client_id, ip=str(address) if address is not None else None, **fields)
 
 
+@functools.cache
+def request_series(operation, status):
+    """The counter and histogram series of an operation's answers with `status`, looked up once:
+    labels() takes a lock and builds its key on every call, and the pairs are few (the document's
+    operations times the statuses they answer)."""
+    return REQUESTS.labels(operation, str(status)), LATENCY.labels(operation)
+
+
 def record_request(scope, status, elapsed):
-    operation = CURRENT.get().operation
-    REQUESTS.labels(operation, str(status)).inc()
-    LATENCY.labels(operation).observe(elapsed)
+    answered, timed = request_series(CURRENT.get().operation, status)
+    answered.inc()
+    timed.observe(elapsed)
     log_json(
         access_log,
         method=scope["method"],
