@@ -15,7 +15,6 @@ from octopus_cards.http.runtime import Runtime
 from octopus_cards.http.validation import with_python_patterns
 from octopus_cards.openapi import load_spec
 from octopus_cards.settings import Settings
-from octopus_cards.worker import work_forever
 
 logger = logging.getLogger("octopus_cards")
 
@@ -37,8 +36,6 @@ def lifespan_for(runtime):
         async with anyio.create_task_group() as tasks:
             if runtime.settings.prune_interval:
                 tasks.start_soon(prune_periodically, runtime.settings.prune_interval)
-            if runtime.settings.background:
-                tasks.start_soon(work_forever, runtime)
             yield
             tasks.cancel_scope.cancel()
 

@@ -9,8 +9,11 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -39,6 +42,8 @@ from octopus_cards.models.topup_orders import TopupOrder
 from octopus_cards.models.wallets import CREDIT, DEBIT, WALLET_TYPES, active_currency
 from octopus_cards.outbound import addresses
 from octopus_cards.settings import Settings, SettingsError, parse_network
+
+logger = logging.getLogger("octopus_cards")
 
 MAX_ID = 2**31 - 1
 OPERATOR_COMMANDS = ("client", "wallet", "fx", "catalog", "order", "webhook")
@@ -579,13 +584,16 @@ def create_demo_client(settings):
         print(f"  wallet {wallet.id}: {code} {DEMO_BALANCE:,} PREPAID", flush=True)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
 def log_config():
     """uvicorn's logging, plus ours: application logs with a timestamp, audit events as bare
     JSON lines. uvicorn applies it in every worker process."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["formatters"]["app"] = {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    config["formatters"]["app"] = {"format": LOG_FORMAT}
     config["formatters"]["json_line"] = {"format": "%(message)s"}
     config["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
     config["handlers"]["audit"] = {
@@ -611,24 +619,109 @@ def serve(args, settings):
         with models.db.connection_context():
             text = catalogue.demo_text() if settings.catalog == "demo" else read_file(settings.catalog)
             counts = catalogue.import_catalogue(text)
-        logging.getLogger("octopus_cards").info("catalogue %s imported: %s", settings.catalog, json.dumps(counts))
+        logger.info("catalogue %s imported: %s", settings.catalog, json.dumps(counts))
     if args.demo:
         create_demo_client(settings)
-    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    if (args.workers > 1 or settings.background) and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = fresh_metrics_dir(args.port)
-    uvicorn.run(
-        "octopus_cards.cli:worker_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        # The app decides whom to trust with X-Forwarded-For (OCTOPUS_TRUSTED_PROXIES);
-        # uvicorn's default trust of 127.0.0.1 would let any local process pick its address.
-        proxy_headers=False,
-        server_header=False,
-        log_config=log_config(),
-        access_log=False,  # ours is JSON with the request id (octopus_cards.access)
-    )
+    background = BackgroundProcess() if settings.background else None
+    if background:
+        background.start()
+        # uvicorn raises the SIGTERM it handled again once it has shut down (and one may come
+        # before it starts): an exit rather than the default death lets `finally` stop the worker.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(
+            "octopus_cards.cli:worker_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            # The app decides whom to trust with X-Forwarded-For (OCTOPUS_TRUSTED_PROXIES);
+            # uvicorn's default trust of 127.0.0.1 would let any local process pick its address.
+            proxy_headers=False,
+            server_header=False,
+            log_config=log_config(),
+            access_log=False,  # ours is JSON with the request id (octopus_cards.access)
+        )
+    finally:
+        if background:
+            background.stop()
+
+
+class BackgroundProcess:
+    """`serve`'s background work (OCTOPUS_BACKGROUND) in a process of its own, run as `octopus-cards
+    worker` runs it: deliveries and fulfilment never take the CPU or the GIL of the process that
+    answers requests. (In-process, a saturating GET load left 300 webhook events a second
+    delivered at a third of that rate.) One that dies is started again, one told to stop is not;
+    it stops with serve, and by itself when serve's process is gone, kill -9 included."""
+
+    RESTART_DELAY = 1.0  # seconds
+    STOP_WAIT = 30.0  # seconds for the jobs it is running to finish when serve stops
+
+    def __init__(self):
+        self.context = multiprocessing.get_context("spawn")
+        self.lock, self.stopping = threading.Lock(), False
+        self.process = self.writer = None
+
+    def start(self):
+        threading.Thread(target=self.supervise, name="background-supervisor", daemon=True).start()
+
+    def supervise(self):
+        while True:
+            with self.lock:
+                if self.stopping:
+                    return
+                # Only this process holds the writing end: the child reads end-of-file once it is gone.
+                lifeline, self.writer = self.context.Pipe(duplex=False)
+                self.process = self.context.Process(
+                    target=background_worker, args=(lifeline,), name="octopus-background", daemon=True
+                )
+                self.process.start()
+                lifeline.close()
+            logger.info("background worker started: pid %d", self.process.pid)
+            self.process.join()
+            with self.lock:
+                if self.stopping:
+                    return
+            pid, status = self.process.pid, self.process.exitcode
+            if status == 0:  # it was told to stop (SIGTERM or SIGINT to it, or to serve's whole group)
+                logger.info("background worker %d stopped", pid)
+                return
+            logger.error("background worker %d exited (%s): another starts in %.0f s", pid, status, self.RESTART_DELAY)
+            time.sleep(self.RESTART_DELAY)
+
+    def stop(self):
+        """Let the running jobs finish (up to STOP_WAIT), then end the process."""
+        with self.lock:
+            self.stopping = True
+            process, writer = self.process, self.writer
+        if process is None:
+            return
+        writer.close()
+        process.join(self.STOP_WAIT)
+        if process.is_alive():
+            process.kill()
+
+
+def background_worker(lifeline):
+    """The process BackgroundProcess starts: `octopus-cards worker`, until `lifeline` (a pipe that
+    only serve's process writes to) ends."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    threading.Thread(target=stop_at_end_of, args=(lifeline,), name="lifeline", daemon=True).start()
+    settings = Settings.from_env()
+    models.connect(settings.database_url)
+    run_worker(settings)
+
+
+def stop_at_end_of(lifeline):
+    """Wait for `lifeline` to end, then stop this worker as SIGTERM does: claim nothing more, finish
+    what runs."""
+    try:
+        lifeline.recv()
+    except EOFError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_worker(settings):
@@ -639,7 +732,7 @@ def run_worker(settings):
     from octopus_cards.openapi import load_spec
     from octopus_cards.worker import work_until_stopped
 
-    logging.getLogger("octopus_cards").info("worker started")
+    logger.info("worker started")
     lean_log_records()
     pin_worker(settings.worker_cpus, background_worker_cpu)
     runtime = Runtime.build(settings, load_spec())
@@ -716,15 +809,13 @@ def main(argv=None):
     # An operator command's stderr is its one line of refusal, if any (contract 15.1, item 38): the
     # log, migrations applied on the way included, speaks only for the server and maintenance.
     quiet = args.command in OPERATOR_COMMANDS
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=LOG_FORMAT)
     try:
         settings = Settings.from_env()
         models.connect(settings.database_url)
         applied = models.migrate()  # every command works on a fresh database
         if applied or args.command == "migrate":
-            logging.getLogger("octopus_cards").info("migrations applied: %s", ", ".join(applied) or "none")
+            logger.info("migrations applied: %s", ", ".join(applied) or "none")
         if args.command == "prune":
             print(models.prune())
         if args.command == "serve":

@@ -24,7 +24,7 @@ from octopus_cards.models.jobs import Job
 from octopus_cards.models.wallets import POSTPAID, active_currency
 
 from support.envelopes import UNSUPPORTED, error, invalid, not_found
-from support.inprocess import TEST_PEER, log_in, make_settings
+from support.inprocess import TEST_PEER, background_work, log_in, make_settings
 from support.orders import (
     balance,
     events,
@@ -59,8 +59,8 @@ def variant_id(base, offset, number):
 @pytest.fixture(scope="module")
 def shop(migrated):
     """eSIM products of every scenario under a random id base, their names tagged so that a search
-    finds this module's products only; two apps on the session database: `app` (eSIM deadline 5 s,
-    runs the background worker) and `slow` (deadline 0.5 s)."""
+    finds this module's products only; two apps on the session database, `app` (eSIM deadline 5 s)
+    and `slow` (deadline 0.5 s), and the background work with `app`'s settings meanwhile."""
     base = 11_000_000 + secrets.randbelow(1_000_000) * 200
     tag = f"Octo{base}"
 
@@ -103,18 +103,20 @@ def shop(migrated):
         catalogue.import_catalogue(catalogue.demo_text())  # its exchange rates: USD -> EUR 0.92
         catalogue.import_catalogue(json.dumps(document))
     common = {"OCTOPUS_FULFILMENT_RETRY_SCHEDULE": "0,0,0"}
-    return {
-        "base": base,
-        "tag": tag,
-        "app": create_app(make_settings(migrated, OCTOPUS_BACKGROUND="true", OCTOPUS_ESIM_SYNC_DEADLINE="5", **common)),
-        "slow": create_app(make_settings(migrated, OCTOPUS_ESIM_SYNC_DEADLINE="0.5", **common)),
-    }
+    settings = make_settings(migrated, OCTOPUS_ESIM_SYNC_DEADLINE="5", **common)
+    with background_work(settings):
+        yield {
+            "base": base,
+            "tag": tag,
+            "app": create_app(settings),
+            "slow": create_app(make_settings(migrated, OCTOPUS_ESIM_SYNC_DEADLINE="0.5", **common)),
+        }
 
 
 @pytest.fixture
 def buyer(shop, new_client):
     """A funded client (USD 1,000 and EUR 1,000) with the eSIM feature, logged in to the shop's app,
-    whose worker runs meanwhile: (client, http, headers)."""
+    while the background work runs: (client, http, headers)."""
     client, key, secret = new_client(features=("esim",))
     with models.db.connection_context():
         for code in ("USD", "EUR"):

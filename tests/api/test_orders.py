@@ -19,7 +19,7 @@ from octopus_cards.models.products import VoucherProduct
 from octopus_cards.models.suppliers import MockSupplier
 
 from support.envelopes import error
-from support.inprocess import TEST_PEER, bearer, log_in, make_settings
+from support.inprocess import TEST_PEER, background_work, bearer, log_in, make_settings
 from support.orders import balance, events, settled
 
 CODE = re.compile(r"MOCK-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}")
@@ -45,13 +45,9 @@ def shop(migrated):
     with models.db.connection_context():
         catalogue.import_catalogue(catalogue.demo_text())
         catalogue.import_catalogue(json.dumps(document))
-    settings = make_settings(
-        migrated,
-        OCTOPUS_VOUCHER_SYNC_DEADLINE="0.5",
-        OCTOPUS_FULFILMENT_RETRY_SCHEDULE="0,0,0",
-        OCTOPUS_BACKGROUND="true",
-    )
-    return {"base": base, "app": create_app(settings)}
+    settings = make_settings(migrated, OCTOPUS_VOUCHER_SYNC_DEADLINE="0.5", OCTOPUS_FULFILMENT_RETRY_SCHEDULE="0,0,0")
+    with background_work(settings):
+        yield {"base": base, "app": create_app(settings)}
 
 
 @pytest.fixture
@@ -256,7 +252,7 @@ def test_concurrent_creates_with_one_new_reference(buyer, shop):
     app = shop["app"]
 
     def create():
-        own = app.test_client(client=TEST_PEER)  # not entered: no lifespan, no background lanes of its own
+        own = app.test_client(client=TEST_PEER)  # not entered: no lifespan of its own
         barrier.wait()
         body = {"product_id": shop["base"] + 1, "denomination": 10, "quantity": 1, "client_reference": "race"}
         answers.append(own.post("/api/v1/orders", json=body, headers=headers))

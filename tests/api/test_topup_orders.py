@@ -18,7 +18,7 @@ from octopus_cards.models import Transaction, Wallet, catalogue
 from octopus_cards.models.jobs import Job
 
 from support.envelopes import UNSUPPORTED, error, invalid, not_found
-from support.inprocess import TEST_PEER, log_in, make_settings
+from support.inprocess import TEST_PEER, background_work, log_in, make_settings
 from support.orders import balance, events, ledger, order_count, parsed, receipts, sent_receipt, settled
 
 # Offsets of the shop's products from its random id base.
@@ -34,8 +34,9 @@ RANGE_PRICE = Decimal("9.80")  # 10 less 2 %
 @pytest.fixture(scope="module")
 def shop(migrated):
     """Top-up products of every scenario under a random id base, a voucher product, and three apps
-    on the session database: `app` runs the background worker (short retries), `slow` starts
-    background work 1.5 s after a create, `parked` 10 minutes after (its orders stay PENDING)."""
+    on the session database, and the background work with `app`'s settings (short retries)
+    meanwhile: `slow` has background work start 1.5 s after a create, `parked` 10 minutes after
+    (its orders stay PENDING)."""
     base = 5_000_000 + secrets.randbelow(1_000_000) * 40
     player_fields = [{"name": "player_id", "label": "Player ID", "required": True},
                      {"name": "server", "label": "Server", "required": False}]  # fmt: skip
@@ -74,18 +75,20 @@ def shop(migrated):
         catalogue.import_catalogue(catalogue.demo_text())  # its exchange rates: USD -> EUR 0.92
         catalogue.import_catalogue(json.dumps(document))
     common = {"OCTOPUS_FULFILMENT_RETRY_SCHEDULE": "0,0,0"}
-    return {
-        "base": base,
-        "app": create_app(make_settings(migrated, OCTOPUS_BACKGROUND="true", **common)),
-        "slow": create_app(make_settings(migrated, OCTOPUS_FULFILMENT_DELAY="1.5", **common)),
-        "parked": create_app(make_settings(migrated, OCTOPUS_FULFILMENT_DELAY="600", **common)),
-    }
+    settings = make_settings(migrated, **common)
+    with background_work(settings):
+        yield {
+            "base": base,
+            "app": create_app(settings),
+            "slow": create_app(make_settings(migrated, OCTOPUS_FULFILMENT_DELAY="1.5", **common)),
+            "parked": create_app(make_settings(migrated, OCTOPUS_FULFILMENT_DELAY="600", **common)),
+        }
 
 
 @pytest.fixture
 def buyer(shop, new_client):
     """A funded client (USD 1,000 and EUR 1,000) with the top-up and voucher features, logged in to
-    the shop's app, whose worker runs meanwhile: (client, http, headers)."""
+    the shop's app: (client, http, headers)."""
     client, key, secret = new_client(features=("topups", "vouchers"))
     with models.db.connection_context():
         for code in ("USD", "EUR"):

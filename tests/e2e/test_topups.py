@@ -383,7 +383,7 @@ def test_kill_9_of_the_server_with_topups_in_flight(server, products, buyer):
     kinds = ["in_flight"] * 14 + ["in_flight_fail"] * 6
     ids = {me.order(products[kind])["id"]: kind for kind in kinds}
     time.sleep(0.3)
-    os.kill(server.pid, signal.SIGKILL)
+    os.killpg(server.pid, signal.SIGKILL)  # the background worker with it
     assert server.stop() == -signal.SIGKILL
     with models.db.connection_context():
         pending = TopupOrder.select().where(TopupOrder.id.in_(list(ids)) & (TopupOrder.status == "PENDING")).count()

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import signal
@@ -578,13 +579,57 @@ def test_metrics_expose_the_webhook_queue_and_attempts(server, hooks_env, receiv
     assert samples["octopus_webhook_oldest_pending_age_seconds"] >= 0
 
 
-# -- 3. kill -9 mid-burst (last: it restarts the module's server) ------------------------------
+# -- 3. the background worker's process; kill -9 mid-burst (these restart the module's server) --
+
+BACKGROUND_STARTED = re.compile(r"background worker started: pid (\d+)")
+
+
+def background_pid(server):
+    """The pid of the server's current background worker, as its log announces it."""
+    started = BACKGROUND_STARTED.findall(server.stderr)
+    return int(started[-1]) if started else None
+
+
+def running(pid):
+    """Whether `pid` runs (a zombie, left unreaped by whoever adopted it, has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_background_worker_is_started_again_and_ends_with_the_server(server, hooks_env, receiver):
+    """serve delivers from a background worker process of its own: killed with SIGKILL, it is
+    started again and deliveries go on; when the server is killed with SIGKILL, it stops by itself;
+    told to stop (SIGTERM), it stays stopped."""
+    operator, path = Operator(), fresh_path("again")
+    add_endpoint(hooks_env, operator.client_id, receiver.url(path), "wallet.credited")
+    first = eventually(lambda: background_pid(server), "the background worker announced")
+    assert first in server.process_tree()
+    os.kill(first, signal.SIGKILL)
+    second = eventually(lambda: background_pid(server) != first and background_pid(server), "another worker")
+    operator.credit(times=3)
+    eventually(lambda: len(set(event_ids(receiver.at(path)))) == 3, "deliveries by the new worker")
+    assert f"background worker {first} exited (-9): another starts in 1 s" in server.stderr
+    os.kill(server.pid, signal.SIGKILL)
+    eventually(lambda: not running(second), "the background worker stopped with the server")
+    assert server.stop() == -signal.SIGKILL
+    server.start()
+    third = eventually(lambda: background_pid(server), "the restarted server's background worker")
+    os.kill(third, signal.SIGTERM)
+    eventually(lambda: f"background worker {third} stopped" in server.stderr, "the worker stopped as told")
+    time.sleep(1.5)  # longer than a restart would take
+    assert background_pid(server) == third and not running(third)
+    server.restart()
+
 
 BURST = 200
 
 
 def test_kill_9_of_the_server_mid_burst_loses_no_event(server, hooks_env, receiver):
-    """200 operator credits while their deliveries run; the server is killed with SIGKILL part-way.
+    """200 operator credits while their deliveries run; the server and its background worker are
+    killed with SIGKILL part-way.
     After a restart every event reaches the receiver at least once: the distinct event ids it got
     are exactly the events recorded for the client, and every delivery ends delivered."""
     operator, path = Operator(), fresh_path("burst")
@@ -595,7 +640,7 @@ def test_kill_9_of_the_server_mid_burst_loses_no_event(server, hooks_env, receiv
     credits.start()
     try:
         eventually(lambda: len(set(event_ids(receiver.at(path)))) >= 30, "deliveries under way")
-        server.process.send_signal(signal.SIGKILL)
+        os.killpg(server.pid, signal.SIGKILL)  # the background worker, which delivers, with it
         assert server.stop() == -signal.SIGKILL
     finally:
         credits.join(timeout=WAIT)
