@@ -386,7 +386,7 @@ BUSY_RETRY = 1  # seconds before a delivery to an endpoint with no free slot is 
 def attempt(job, send, retry_schedule, slot):
     """Run a delivery job once: sign and send the event, log the attempt, and retry or end.
     `send(url, body, headers)` returns the sender's outcome; `slot(endpoint_id)` is a context
-    manager that says whether this process may open one more attempt to the endpoint now (so a
+    manager that says whether this process may open one more attempt to the endpoint (so a
     slow receiver holds up only its own deliveries): if not, the job waits BUSY_RETRY seconds,
     not counted as an attempt. The delivery's status after it. No database connection is held
     while the receiver takes its time."""

@@ -96,31 +96,38 @@ def watch_esim(job, runtime):
 
 class EndpointSlots:
     """At most `per_endpoint` attempts in flight to one endpoint from this process, so that a
-    receiver that is slow or never answers leaves the rest of the lane's places to the others."""
+    receiver that is slow or never answers leaves the rest of the lane's places to the others.
+    An attempt that finds its endpoint's slots taken waits up to `wait` seconds for one: a
+    receiver that answers in milliseconds frees one long before (turned away at once, a burst's
+    extra claims waited a whole BUSY_RETRY and were overtaken by newer events), while a stalled
+    receiver's extra deliveries soon go back to the queue and free their places."""
 
-    def __init__(self, per_endpoint):
-        self.per_endpoint, self.in_flight, self.lock = per_endpoint, collections.Counter(), threading.Lock()
+    def __init__(self, per_endpoint, wait):
+        self.per_endpoint, self.wait = per_endpoint, wait
+        self.in_flight, self.freed = collections.Counter(), threading.Condition()
 
     @contextlib.contextmanager
     def __call__(self, endpoint_id):
-        with self.lock:
-            free = self.in_flight[endpoint_id] < self.per_endpoint
+        with self.freed:
+            free = self.freed.wait_for(lambda: self.in_flight[endpoint_id] < self.per_endpoint, self.wait)
             if free:
                 self.in_flight[endpoint_id] += 1
         try:
             yield free
         finally:
             if free:
-                with self.lock:
+                with self.freed:
                     self.in_flight[endpoint_id] -= 1
                     if not self.in_flight[endpoint_id]:
                         del self.in_flight[endpoint_id]
+                    self.freed.notify_all()
 
 
 # One endpoint may take all places but 4: enough for one busy receiver's throughput, and a silent
 # one still leaves room for the others.
 DELIVERY_PLACES, PER_ENDPOINT = 16, 12
-ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT)
+SLOT_WAIT = 0.2  # seconds; as long as an idle lane waits before it looks at the queue again
+ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT, SLOT_WAIT)
 
 
 def deliver(job, runtime):
