@@ -79,16 +79,17 @@ What one invocation does, all on 127.0.0.1 and bounded in time:
    last arrival: goal >= 300), then 1,000 recorded at once while it runs and 1,000 at 300/s
    (delivery lag = arrival - commit of the event: goal p99 < 2 s at 300/s), with its CPU time
    per delivery; then authenticated GET /api/v1/currencies on `octopus-cards serve` (wrk, 32
-   connections, interleaved rounds, a fresh server each) idle vs while 300 events/s are recorded
-   and delivered in-process (OCTOPUS_BACKGROUND=true; goal: >= 0.9 of idle), by a separate
-   worker, and recorded for a client without endpoints (the feeder's own cost). Every event must
-   arrive exactly once, and the database must show each delivered at its first attempt.
+   connections, interleaved rounds, a fresh server each, OCTOPUS_BACKGROUND=true) idle, while
+   300 events/s are recorded and delivered by serve's background worker (which must keep up:
+   lag p99 < 2 s), and while they are recorded for a client without endpoints (the feeder's own
+   cost: goal, delivering >= 0.9 of that). Every event must arrive exactly once, and the database
+   must show each delivered at its first attempt.
 
 --workers 1,2 runs every server with 1 and with 2 worker processes and reports the factor.
 --smoke is a quick correctness run (2 s per scenario per server, one round, small scale probe;
 the top-up order 1 s without warm-up, the eSIM order and both product lists checked, not measured)
 and runs the fulfilment probe too, at full size (about 10 s), and the webhook probe, small: 200
-events queued and 200 at 100/s, then GET idle vs delivering 100/s in-process, 1 s each (about 15 s).
+events queued and 200 at 100/s, then GET idle vs delivering 100/s, 1 s each (about 15 s).
 Rate limits are off in every server (OCTOPUS_RATE_LIMIT_PROFILE=off): the baselines have none.
 Every server pins each worker process to a CPU (OCTOPUS_WORKER_CPUS=auto, which the baselines
 honour too); --worker-cpus '' measures them unpinned.
@@ -1468,17 +1469,29 @@ def evaluate_goals(rows, ratios, scaling, scale, fulfilment, workers_list, datab
                 goal_rate = name == "stream" and rate >= WEBHOOK_RATE  # the issue's goal is at its rate
                 target, met = ("< 2", value < 2) if p == 99 and goal_rate else ("(report)", True)
                 goal(f"webhook delivery lag p{p}, {where}, one worker", value, target, met, "s")
-        ratios = webhooks["get"]["ratios"]
-        value = ratios["delivering_vs_idle"]
-        goal(f"auth GET rps on serve delivering {rate} events/s in-process vs idle", value, ">= 0.9", value >= 0.9)
-        if "worker_vs_idle" in ratios:
-            value = ratios["worker_vs_idle"]
+        ratios, delivering = webhooks["get"]["ratios"], webhooks["get"]["summary"]["delivering"]
+        # On two CPUs the runner's own recording of the events takes from the GET too: what the
+        # deliveries cost is told against the same events recorded for a client without endpoints.
+        if "delivering_vs_events_only" in ratios:
+            value = ratios["delivering_vs_events_only"]
             goal(
-                f"auth GET rps on serve while a separate worker delivers {rate} events/s vs idle",
+                f"auth GET rps on serve delivering {rate} events/s vs the same recorded, none delivered",
                 value,
-                ">= 0.9 (report)",
+                ">= 0.9",
                 value >= 0.9,
             )
+        value = ratios["delivering_vs_idle"]
+        goal(f"auth GET rps on serve delivering {rate} events/s vs idle", value, "(report)", True)
+        value, recorded = delivering["delivered_per_s_under_load"], delivering["created_per_s"]
+        goal(
+            f"webhook deliveries/s meanwhile, serve's background worker ({recorded:.0f}/s recorded)",
+            value,
+            f">= {0.95 * recorded:.0f} (95 %)",
+            value >= 0.95 * recorded,
+            "events/s",
+        )
+        value = delivering["lag_p99_s"]
+        goal("webhook delivery lag p99 meanwhile", value, "< 2", value < 2, "s")
         wrong = webhooks["missing"] + webhooks["duplicates"] + webhooks["mismatched_ids"]
         goal("webhook events missing or duplicated", wrong, "0", wrong == 0, "count")
     return goals
@@ -2235,17 +2248,16 @@ class WebhookProbe:
        then): their delivery lag (arrival - commit of the event) when N arrive at once;
     3. stream: N events at WEBHOOK_RATE a second while it runs: the lag at the issue's rate;
     4. GET: authenticated GET /api/v1/currencies rps (wrk, 32 connections) on `octopus-cards serve`
-       (1 worker, OCTOPUS_BACKGROUND=true: it delivers in-process) while events are recorded at
-       WEBHOOK_RATE a second, against the same with no events (idle), in interleaved rounds, each
-       on a fresh server; outside --smoke also with the same stream delivered by a separate
-       worker, and for a client without endpoints (events only: the feeder's own cost, no
-       delivery), to tell the costs apart.
+       (1 worker, OCTOPUS_BACKGROUND=true: its background worker delivers) while events are
+       recorded at WEBHOOK_RATE a second, against the same with no events (idle), in interleaved
+       rounds, each on a fresh server; outside --smoke also with the same stream recorded for a
+       client without endpoints (events only: the feeder's own cost, no delivery), to tell the
+       costs apart.
 
     Every event must arrive, and each exactly once (a duplicate or a missing one makes the run
     invalid); each phase waits for all of its events before the next starts, so no two overlap.
     Lag is counted from the commit of the event's transaction, as the runner timed it: the
-    event's created_at keeps whole seconds only. Outside --smoke, the GET probe also runs while a
-    separate `octopus-cards worker` delivers (serve with OCTOPUS_BACKGROUND=false). --smoke runs
+    event's created_at keeps whole seconds only. --smoke runs
     the drain and the stream (no burst), at --webhook-events 200 and --webhook-rate 100, and the
     GET probe idle vs delivering, 1 s each, without warm-up."""
 
@@ -2417,14 +2429,12 @@ class WebhookProbe:
                 return
             time.sleep(self.POLL)
 
-    # The GET probe's conditions: what serve does besides answering wrk, and who delivers.
+    # The GET probe's conditions: what serve does besides answering wrk.
     GET_CONDITIONS = {
         "idle": "idle (no events)",
-        "delivering": "delivering {rate} events/s in-process (OCTOPUS_BACKGROUND=true)",
-        "worker": "{rate} events/s delivered by a separate `octopus-cards worker` (OCTOPUS_BACKGROUND=false)",
+        "delivering": "{rate} events/s delivered by serve's background worker (OCTOPUS_BACKGROUND=true)",
         "events_only": "{rate} events/s for a client without endpoints: no delivery, the feeder's own cost",
     }
-    DELIVERED = ("delivering", "worker")  # the conditions whose events are delivered
 
     def get_probe(self, url, hooked, unhooked, token, rate):
         conditions = ("idle", "delivering") if self.args.smoke else tuple(self.GET_CONDITIONS)
@@ -2449,7 +2459,7 @@ class WebhookProbe:
             }
             if condition != "idle":
                 summary[condition]["created_per_s"] = statistics.mean(r["created_per_s"] for r in group)
-            if condition in self.DELIVERED:
+            if condition == "delivering":
                 lags = [lag for r in group for lag in r.pop("lags")]
                 summary[condition].update(
                     delivered_per_s_under_load=statistics.mean(r["delivered_per_s_under_load"] for r in group),
@@ -2461,7 +2471,7 @@ class WebhookProbe:
         ratios = {f"{c}_vs_idle": summary[c]["rps"] / idle for c in conditions if c != "idle"}
         if "events_only" in summary:
             ratios["delivering_vs_events_only"] = summary["delivering"]["rps"] / summary["events_only"]["rps"]
-        numbers = [n for r in runs if r["condition"] in self.DELIVERED for n in r.pop("numbers")]
+        numbers = [n for r in runs if r["condition"] == "delivering" for n in r.pop("numbers")]
         events_only = sum(r.pop("events", 0) for r in runs if r["condition"] == "events_only")
         return {
             "path": "/api/v1/currencies",
@@ -2478,34 +2488,28 @@ class WebhookProbe:
         }
 
     def measure_get(self, url, condition, client, token, rate, seconds, round_index):
-        """wrk on a fresh `serve`, with a stream of events unless idle; in the delivered conditions
-        every event is waited for (and settled) before the server (and worker) stop."""
+        """wrk on a fresh `serve`, with a stream of events unless idle; when they are delivered,
+        every event is waited for (and settled) before the server stops."""
         env = {"BENCH_PATH": "/api/v1/currencies", "BENCH_TOKEN": token}
-        settings = dict(WEBHOOK_ENV, OCTOPUS_BACKGROUND="false" if condition == "worker" else "true")
+        settings = dict(WEBHOOK_ENV, OCTOPUS_BACKGROUND="true")
         label = f"webhooks-{condition}-r{round_index}"
-        worker = self.start_worker(url) if condition == "worker" else None
-        try:
-            with Server(self.ws, "octopus", 1, url, label=label, env=settings) as server:
-                deliverer = worker or server.process
-                if not self.args.smoke:
-                    run_wrk(self.ws, server.url, "get.lua", self.args.warmup, 1, env, tag="warm")
-                stream = None
-                if condition != "idle":
-                    stream = EventStream(self.feeder, client, rate)
-                    stream.start()
-                    time.sleep(self.LEAD_IN / (2 if self.args.smoke else 1))
-                loaded_from = time.time()
-                try:
-                    result = run_wrk(self.ws, server.url, "get.lua", seconds, 1, env, tag=label)
-                finally:
-                    loaded_until = time.time()
-                    numbers = stream.stop() if stream else []
-                if condition in self.DELIVERED:  # wait before whoever delivers them stops
-                    self.wait_for(numbers, deliverer)
-                    self.settled(deliverer)
-        finally:
-            if worker is not None:
-                stop_process(worker)
+        with Server(self.ws, "octopus", 1, url, label=label, env=settings) as server:
+            if not self.args.smoke:
+                run_wrk(self.ws, server.url, "get.lua", self.args.warmup, 1, env, tag="warm")
+            stream = None
+            if condition != "idle":
+                stream = EventStream(self.feeder, client, rate)
+                stream.start()
+                time.sleep(self.LEAD_IN / (2 if self.args.smoke else 1))
+            loaded_from = time.time()
+            try:
+                result = run_wrk(self.ws, server.url, "get.lua", seconds, 1, env, tag=label)
+            finally:
+                loaded_until = time.time()
+                numbers = stream.stop() if stream else []
+            if condition == "delivering":  # wait before the server, and its background worker, stop
+                self.wait_for(numbers, server.process)
+                self.settled(server.process)
         result.update(condition=condition, round=round_index)
         result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
         note = ""
@@ -2514,7 +2518,7 @@ class WebhookProbe:
             created = [self.feeder.created[n] for n in numbers]
             result["created_per_s"] = (len(created) - 1) / (max(created) - min(created))
             note = f", {result['created_per_s']:.0f} events/s recorded"
-        if condition in self.DELIVERED:
+        if condition == "delivering":
             firsts = {n: min(self.arrivals[n]) for n in numbers if n in self.arrivals}
             under_load = sum(loaded_from <= t <= loaded_until for t in firsts.values())
             result.update(
