@@ -126,8 +126,8 @@ class EndpointSlots:
 # One endpoint may take all places but 4: enough for one busy receiver's throughput, and a silent
 # one still leaves room for the others.
 DELIVERY_PLACES, PER_ENDPOINT = 16, 12
-SLOT_WAIT = 0.2  # seconds; as long as an idle lane waits before it looks at the queue again
-ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT, SLOT_WAIT)
+# A full endpoint's extra attempts wait no longer than an idle lane waits to look at the queue again.
+ENDPOINT_SLOTS = EndpointSlots(PER_ENDPOINT, wait=IDLE_POLL)
 
 
 def deliver(job, runtime):
